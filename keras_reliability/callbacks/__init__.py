@@ -1,0 +1,3 @@
+"""Callbacks that log reliability diagnostics inside `model.fit`."""
+
+from keras_reliability.callbacks.calibration_callback import CalibrationCallback

@@ -1,0 +1,284 @@
+"""CalibrationCallback: calibration diagnostics in the logs of every epoch."""
+
+import inspect
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from keras_reliability import registry
+from keras_reliability.calibration import TemperatureScaling
+from keras_reliability.callbacks import tensorboard_images
+from keras_reliability.callbacks.model_outputs import HeldOutData
+from keras_reliability.callbacks.model_outputs import model_outputs_logits
+from keras_reliability.metrics import expected_calibration_error
+from keras_reliability.metrics import reliability_bins
+from keras_reliability.metrics._inputs import _labels
+from keras_reliability.metrics.calibration import check_num_bins
+
+DEFAULT_METRICS = ("ece", "mce", "adaptive_ece", "nll", "brier", "classwise_ece")
+
+
+def _check_every(value, name, allow_none):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer{' or None' if allow_none else ''}; "
+            f"received {value!r}."
+        )
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_reliability")
+class CalibrationCallback(keras.callbacks.Callback):
+    """Logs calibration metrics of held-out data at the end of every epoch.
+
+    At each epoch end the callback runs one batched forward pass
+    (`training=False`) over `validation_data`, computes the chosen metrics
+    and writes them into `logs` as `val_ece`, `val_mce`, ... . Place it
+    *before* `CSVLogger`, `EarlyStopping` or `TensorBoard` in the callback
+    list and they see the keys like compiled metrics (History and the
+    progress bar always do). Every key is written from the first epoch on
+    (NaN on epochs skipped by `every`), so CSV columns stay fixed.
+
+    Misconfigured data (wrong shapes, labels out of range, a model that
+    cannot run on it) raises in `on_train_begin`, before the first epoch.
+
+    Args:
+        validation_data: `(x, y)` or `(x, y, sample_weight)` arrays, or an
+            iterable of such batches (e.g. a `tf.data.Dataset`). Use data the
+            model does not train on.
+        num_bins: number of bins of the binned metrics.
+        metrics: names (or callables / `keras.metrics.Metric` instances) of
+            calibration metrics; names come from the `"calibration_metric"`
+            registry: `ece`, `mce`, `rmsce`, `adaptive_ece`, `classwise_ece`,
+            `nll`, `brier`, `smooth_ece`, and any installed plugin.
+        fit_temperature: also fit a `TemperatureScaling` on the data and log
+            `val_temperature` and `val_ece_after_ts` (in-sample: the same data
+            is used to fit and evaluate the temperature).
+        plot_every: draw a reliability diagram every this many epochs into
+            `log_dir` (PNG, and a TensorBoard image when TensorFlow is
+            installed). None draws nothing.
+        log_dir: directory for the plots; required with `plot_every`.
+        max_samples: use at most this many examples of `validation_data`.
+        from_logits: whether the model outputs logits; None detects it from
+            the last layer's activation or, failing that, the outputs.
+        batch_size: batch size of the forward pass over array data.
+        every: compute the metrics every this many epochs.
+        prefix: prefix of the log keys.
+
+    Example:
+
+    ```python
+    model.fit(
+        x_train, y_train, epochs=20,
+        callbacks=[
+            CalibrationCallback((x_val, y_val), fit_temperature=True),
+            keras.callbacks.EarlyStopping(monitor="val_ece", mode="min"),
+        ],
+    )
+    ```
+
+    References:
+        - Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
+    """
+
+    def __init__(
+        self,
+        validation_data,
+        num_bins=15,
+        metrics=DEFAULT_METRICS,
+        fit_temperature=False,
+        plot_every=None,
+        log_dir=None,
+        max_samples=None,
+        from_logits=None,
+        batch_size=None,
+        every=1,
+        prefix="val_",
+    ):
+        super().__init__()
+        self.num_bins = check_num_bins(num_bins)
+        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+            raise ValueError(
+                "`metrics` must be a list or tuple of metric names or objects; "
+                f"received {metrics!r}."
+            )
+        self.metric_identifiers = tuple(metrics)
+        self._metrics = [
+            (self._metric_key(identifier), registry.get("calibration_metric", identifier))
+            for identifier in metrics
+        ]
+        self.fit_temperature = bool(fit_temperature)
+        self.plot_every = _check_every(plot_every, "plot_every", allow_none=True)
+        if self.plot_every is not None and not log_dir:
+            raise ValueError(
+                "`log_dir` is required when `plot_every` is set; received "
+                f"log_dir={log_dir!r}."
+            )
+        self.log_dir = log_dir
+        if from_logits is not None and not isinstance(from_logits, bool):
+            raise ValueError(
+                f"`from_logits` must be True, False or None; received {from_logits!r}."
+            )
+        self.from_logits = from_logits
+        self.every = _check_every(every, "every", allow_none=False)
+        self.prefix = prefix
+        self.data = HeldOutData(
+            validation_data,
+            max_samples=max_samples,
+            batch_size=batch_size,
+            owner="CalibrationCallback",
+        )
+        self.max_samples = max_samples
+        self.batch_size = batch_size
+        self._model_from_logits = from_logits
+        self._warned_keys = set()
+
+    @staticmethod
+    def _metric_key(identifier):
+        if isinstance(identifier, str):
+            return identifier.lower()
+        name = getattr(identifier, "name", None) or getattr(identifier, "__name__", None)
+        if not name:
+            raise ValueError(
+                "A metric object in `metrics` needs a `name` or `__name__` for "
+                f"its log key; received {identifier!r}."
+            )
+        return name
+
+    @property
+    def log_keys(self):
+        """The keys this callback writes into `logs`, in order."""
+        keys = [self.prefix + key for key, _ in self._metrics]
+        if self.fit_temperature:
+            keys += [self.prefix + "temperature", self.prefix + "ece_after_ts"]
+        return keys
+
+    def on_train_begin(self, logs=None):
+        outputs, labels = self.data.probe(self.model)
+        if outputs.ndim not in (1, 2):
+            raise ValueError(
+                "CalibrationCallback: the model must output (batch, classes) "
+                f"probabilities or logits; its output has shape {outputs.shape}."
+            )
+        if self.from_logits is None:
+            self._model_from_logits = model_outputs_logits(self.model, outputs)
+        num_classes = 2 if outputs.ndim == 1 or outputs.shape[-1] == 1 else outputs.shape[-1]
+        try:
+            if self.data.is_array:
+                _labels(self.data.y, len(self.data.y), num_classes)
+            else:
+                _labels(labels, len(labels), num_classes)
+        except ValueError as error:
+            raise ValueError(f"CalibrationCallback: {error}") from None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        self._warn_on_overwrite(logs)
+        if (epoch + 1) % self.every != 0:
+            logs.update({key: float("nan") for key in self.log_keys})
+            return
+        outputs, labels, weights = self.data.collect(self.model)
+        for key, metric in self._metrics:
+            logs[self.prefix + key] = self._compute(metric, labels, outputs, weights)
+        if self.fit_temperature:
+            self._log_temperature_scaling(logs, outputs, labels, weights)
+        if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
+            self._plot(epoch, labels, outputs, weights)
+
+    def _compute(self, metric, labels, outputs, weights):
+        if isinstance(metric, keras.metrics.Metric):
+            metric.reset_state()
+            metric.update_state(labels, outputs, sample_weight=weights)
+            return float(keras.ops.convert_to_numpy(metric.result()))
+        kwargs = {"from_logits": self._model_from_logits, "sample_weight": weights}
+        if "num_bins" in inspect.signature(metric).parameters:
+            kwargs["num_bins"] = self.num_bins
+        return float(metric(labels, outputs, **kwargs))
+
+    def _log_temperature_scaling(self, logs, outputs, labels, weights):
+        scaler = TemperatureScaling(from_logits=self._model_from_logits)
+        scaler.fit(outputs, labels, sample_weight=weights)
+        scaled = keras.ops.convert_to_numpy(scaler(outputs))
+        logs[self.prefix + "temperature"] = scaler.temperature
+        logs[self.prefix + "ece_after_ts"] = expected_calibration_error(
+            labels,
+            scaled,
+            num_bins=self.num_bins,
+            from_logits=self._model_from_logits,
+            sample_weight=weights,
+        )
+
+    def _plot(self, epoch, labels, outputs, weights):
+        from keras_reliability import plotting
+
+        bins = reliability_bins(
+            labels,
+            outputs,
+            num_bins=self.num_bins,
+            from_logits=self._model_from_logits,
+            sample_weight=weights,
+        )
+        figure = plotting.reliability_diagram(
+            bins=bins, title=f"Reliability diagram, epoch {epoch + 1}"
+        )
+        png = plotting.figure_to_png(figure)
+        os.makedirs(self.log_dir, exist_ok=True)
+        path = os.path.join(self.log_dir, f"reliability_epoch_{epoch + 1:04d}.png")
+        with open(path, "wb") as file:
+            file.write(png)
+        tensorboard_images.write_png(
+            self.log_dir, "calibration/reliability_diagram", png, step=epoch
+        )
+
+    def _warn_on_overwrite(self, logs):
+        for key in self.log_keys:
+            if key in logs and key not in self._warned_keys:
+                self._warned_keys.add(key)
+                warnings.warn(
+                    f"CalibrationCallback overwrites the log key {key!r} that "
+                    "another metric or callback wrote; pass a different "
+                    "`prefix` to keep both.",
+                    stacklevel=2,
+                )
+
+    def get_config(self):
+        """Constructor arguments except `validation_data` (data is not saved)."""
+        return {
+            "num_bins": self.num_bins,
+            "metrics": [
+                identifier
+                if isinstance(identifier, str)
+                else keras.saving.serialize_keras_object(identifier)
+                for identifier in self.metric_identifiers
+            ],
+            "fit_temperature": self.fit_temperature,
+            "plot_every": self.plot_every,
+            "log_dir": self.log_dir,
+            "max_samples": self.max_samples,
+            "from_logits": self.from_logits,
+            "batch_size": self.batch_size,
+            "every": self.every,
+            "prefix": self.prefix,
+        }
+
+    @classmethod
+    def from_config(cls, config, validation_data=None):
+        """Rebuilds the callback; the data must be passed again."""
+        if validation_data is None:
+            raise ValueError(
+                "CalibrationCallback.from_config needs `validation_data`: data "
+                "is not part of the config."
+            )
+        config = dict(config)
+        config["metrics"] = [
+            identifier
+            if isinstance(identifier, str)
+            else keras.saving.deserialize_keras_object(identifier)
+            for identifier in config.get("metrics", DEFAULT_METRICS)
+        ]
+        return cls(validation_data, **config)

@@ -1,0 +1,32 @@
+"""Writes plots into TensorBoard event files when TensorFlow is installed.
+
+TensorBoard's event format is written here through `tf.summary`, which
+exists only with TensorFlow; on a JAX or PyTorch install without it the
+plots are still saved as PNG files and this module does nothing.
+"""
+
+import importlib.util
+import os
+
+_writers = {}
+
+
+def tensorboard_available():
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def write_png(log_dir, tag, png_bytes, step):
+    """Logs a PNG image under `log_dir/reliability`; False if not possible."""
+    if not tensorboard_available():
+        return False
+    import tensorflow as tf
+
+    directory = os.path.join(log_dir, "reliability")
+    writer = _writers.get(directory)
+    if writer is None:
+        writer = _writers[directory] = tf.summary.create_file_writer(directory)
+    image = tf.expand_dims(tf.io.decode_png(png_bytes, channels=4), 0)
+    with writer.as_default():
+        tf.summary.image(tag, image, step=step)
+    writer.flush()
+    return True

@@ -1,0 +1,454 @@
+"""Calibration metrics as functions: labels and predictions in, a float out.
+
+Inputs may be numpy arrays or tensors of the active Keras backend; the heavy
+work runs in `keras.ops`, the final arithmetic on a few numbers in numpy.
+
+Conventions (tested): top-label binning over the confidence of the predicted
+class, equal-width bins `(lo, hi]` with 0 in the first bin and 1.0 in the
+last; `binning="quantile"` gives equal-mass bins (adaptive ECE).
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_reliability import registry
+from keras_reliability.metrics import binning as bin_ops
+from keras_reliability.metrics._inputs import classification_inputs
+from keras_reliability.metrics.reliability_bins import ReliabilityBins
+from keras_reliability.metrics.smooth_ece import smooth_calibration_error
+
+BINNINGS = ("uniform", "quantile")
+
+# Clip for log(0) when the NLL is computed from probabilities (as
+# scikit-learn's `log_loss` does); logits need no clip.
+_LOG_EPSILON = 1e-15
+
+
+def check_num_bins(num_bins):
+    """Raises a `ValueError` unless `num_bins` is an integer >= 1."""
+    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)):
+        raise ValueError(
+            f"`num_bins` must be an integer >= 1; received {num_bins!r}."
+        )
+    if num_bins < 1:
+        raise ValueError(f"`num_bins` must be >= 1; received {num_bins}.")
+    return int(num_bins)
+
+
+def _check_binning(binning_name):
+    if binning_name not in BINNINGS:
+        raise ValueError(
+            f"`binning` must be one of {BINNINGS}; received {binning_name!r}."
+        )
+
+
+def _top_label_statistics(
+    y_true, y_pred, num_bins, binning_name, from_logits, sample_weight
+):
+    """Validates inputs and returns `(statistics, edges)` as numpy arrays."""
+    num_bins = check_num_bins(num_bins)
+    _check_binning(binning_name)
+    labels, y_pred, weights = classification_inputs(
+        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    )
+    confidence, predicted = bin_ops.top_label(y_pred, from_logits)
+    correct = ops.equal(ops.cast(predicted, "int32"), labels)
+    if binning_name == "uniform":
+        statistics = bin_ops.uniform_bin_statistics(
+            confidence, correct, weights, num_bins
+        )
+        edges = np.linspace(0.0, 1.0, num_bins + 1)
+    else:
+        order, index = bin_ops.quantile_bin_index(confidence, weights, num_bins)
+        sorted_weights = None if weights is None else ops.take(weights, order)
+        sorted_confidence = ops.take(confidence, order)
+        statistics = bin_ops.bin_statistics(
+            index,
+            sorted_confidence,
+            ops.take(correct, order),
+            sorted_weights,
+            num_bins,
+        )
+        edges = _quantile_edges(
+            ops.convert_to_numpy(sorted_confidence),
+            ops.convert_to_numpy(index),
+            num_bins,
+        )
+    return ops.convert_to_numpy(statistics).astype(np.float64), edges
+
+
+def _quantile_edges(sorted_confidence, index, num_bins):
+    """Upper edge of each bin = its largest confidence (0 and 1 outside)."""
+    edges = np.zeros(num_bins + 1)
+    edges[-1] = 1.0
+    for i in range(num_bins - 1):
+        members = sorted_confidence[index == i]
+        edges[i + 1] = members[-1] if members.size else edges[i]
+    return edges
+
+
+def _error(statistics, norm):
+    return float(bin_ops.calibration_error_from_bins(statistics, norm=norm))
+
+
+@registry.register("calibration_metric", "ece")
+def expected_calibration_error(
+    y_true,
+    y_pred,
+    *,
+    num_bins=15,
+    binning="uniform",
+    from_logits=False,
+    sample_weight=None,
+):
+    """Top-label expected calibration error (ECE).
+
+    The count-weighted mean, over confidence bins, of the absolute difference
+    between accuracy and mean confidence of the predicted class.
+
+    Args:
+        y_true: integer labels `(N,)` or one-hot `(N, K)`.
+        y_pred: probabilities `(N, K)`, or logits with `from_logits=True`.
+            A binary classifier may pass its single sigmoid output `(N,)`.
+        num_bins: number of bins, >= 1.
+        binning: `"uniform"` for equal-width bins `(lo, hi]` over [0, 1], or
+            `"quantile"` for equal-mass bins (adaptive ECE).
+        from_logits: whether `y_pred` holds logits.
+        sample_weight: optional non-negative weights `(N,)`.
+
+    Returns:
+        The ECE as a Python float in [0, 1].
+
+    Raises:
+        ValueError: for empty or mis-shaped inputs, NaN/inf, probabilities
+            that do not sum to 1, labels out of range, `num_bins < 1`.
+
+    Example:
+
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_pred = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]]
+    >>> round(expected_calibration_error(y_true, y_pred, num_bins=5), 4)
+    0.3
+
+    References:
+        - Naeini et al., "Obtaining Well Calibrated Probabilities Using
+          Bayesian Binning", AAAI 2015.
+        - Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
+    """
+    statistics, _ = _top_label_statistics(
+        y_true, y_pred, num_bins, binning, from_logits, sample_weight
+    )
+    return _error(statistics, "l1")
+
+
+@registry.register("calibration_metric", "adaptive_ece")
+def adaptive_calibration_error(
+    y_true, y_pred, *, num_bins=15, from_logits=False, sample_weight=None
+):
+    """ECE with equal-mass bins (Nixon et al.'s adaptive calibration error).
+
+    Same as `expected_calibration_error(..., binning="quantile")`.
+
+    References:
+        - Nixon et al., "Measuring Calibration in Deep Learning", CVPR
+          Workshops 2019.
+    """
+    return expected_calibration_error(
+        y_true,
+        y_pred,
+        num_bins=num_bins,
+        binning="quantile",
+        from_logits=from_logits,
+        sample_weight=sample_weight,
+    )
+
+
+@registry.register("calibration_metric", "mce")
+def max_calibration_error(
+    y_true,
+    y_pred,
+    *,
+    num_bins=15,
+    binning="uniform",
+    from_logits=False,
+    sample_weight=None,
+):
+    """Maximum calibration error (MCE): the largest bin gap.
+
+    The maximum over non-empty bins of `|accuracy - confidence|`. Arguments
+    as in `expected_calibration_error`.
+
+    References:
+        - Naeini et al., "Obtaining Well Calibrated Probabilities Using
+          Bayesian Binning", AAAI 2015.
+    """
+    statistics, _ = _top_label_statistics(
+        y_true, y_pred, num_bins, binning, from_logits, sample_weight
+    )
+    return _error(statistics, "max")
+
+
+@registry.register("calibration_metric", "rmsce")
+def root_mean_square_calibration_error(
+    y_true,
+    y_pred,
+    *,
+    num_bins=15,
+    binning="uniform",
+    from_logits=False,
+    sample_weight=None,
+):
+    """Root-mean-square calibration error over bins (the binned L2 error).
+
+    `sqrt(sum_b (n_b / N) * (accuracy_b - confidence_b) ** 2)`. Arguments as
+    in `expected_calibration_error`.
+
+    References:
+        - Hendrycks et al., "Deep Anomaly Detection with Outlier Exposure",
+          ICLR 2019 (RMS calibration error).
+    """
+    statistics, _ = _top_label_statistics(
+        y_true, y_pred, num_bins, binning, from_logits, sample_weight
+    )
+    return _error(statistics, "l2")
+
+
+def reliability_bins(
+    y_true,
+    y_pred,
+    *,
+    num_bins=15,
+    binning="uniform",
+    from_logits=False,
+    sample_weight=None,
+):
+    """Per-bin count, mean confidence and accuracy: the reliability diagram.
+
+    Arguments as in `expected_calibration_error`.
+
+    Returns:
+        A `ReliabilityBins`; its `expected_calibration_error` equals
+        `expected_calibration_error(...)` with the same arguments.
+
+    Example:
+
+    >>> bins = reliability_bins([0, 1, 1], [[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+    >>> bins.count.sum()
+    3.0
+    """
+    statistics, edges = _top_label_statistics(
+        y_true, y_pred, num_bins, binning, from_logits, sample_weight
+    )
+    count = statistics[:, bin_ops.COUNT]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(
+            count > 0, statistics[:, bin_ops.CONFIDENCE_SUM] / count, np.nan
+        )
+        accuracy = np.where(
+            count > 0, statistics[:, bin_ops.CORRECT_SUM] / count, np.nan
+        )
+    return ReliabilityBins(
+        edges=edges, count=count, confidence=confidence, accuracy=accuracy
+    )
+
+
+def _probabilities(y_pred, from_logits):
+    return ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+
+
+@registry.register("calibration_metric", "classwise_ece")
+def classwise_calibration_error(
+    y_true, y_pred, *, num_bins=15, from_logits=False, sample_weight=None
+):
+    """Class-wise ECE: the ECE of every class's probability, averaged.
+
+    For each class `k`, examples are binned by `p_k` (equal-width bins
+    `(lo, hi]`) and each bin's mean `p_k` is compared with the frequency of
+    label `k` in it; the result is the mean over classes.
+
+    Kull et al. (2019) report the *sum* over classes (here: the mean times
+    the number of classes), and with a different number of bins.
+
+    Args:
+        y_true, y_pred, num_bins, from_logits, sample_weight: as in
+            `expected_calibration_error`.
+
+    Returns:
+        The class-wise ECE as a Python float.
+
+    References:
+        - Kull et al., "Beyond temperature scaling: Obtaining well-calibrated
+          multi-class probabilities with Dirichlet calibration", NeurIPS 2019.
+    """
+    num_bins = check_num_bins(num_bins)
+    labels, y_pred, weights = classification_inputs(
+        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    )
+    probabilities = _probabilities(y_pred, from_logits)
+    num_classes = probabilities.shape[-1]
+    errors = []
+    for k in range(num_classes):
+        class_probability = probabilities[:, k]
+        statistics = bin_ops.uniform_bin_statistics(
+            class_probability, ops.equal(labels, k), weights, num_bins
+        )
+        errors.append(_error(statistics, "l1"))
+    return float(np.mean(errors))
+
+
+def _one_hot(labels, num_classes):
+    return ops.one_hot(labels, num_classes, dtype="float32")
+
+
+def _weighted_mean(values, weights):
+    if weights is None:
+        return float(ops.mean(values))
+    return float(ops.sum(values * weights) / ops.sum(weights))
+
+
+@registry.register("calibration_metric", "brier")
+def brier_score(y_true, y_pred, *, from_logits=False, sample_weight=None):
+    """Brier score: mean over examples and classes of `(p - one_hot)**2`.
+
+    This is the mean over all `N x K` entries, so it lies in [0, 2 / K]
+    (scikit-learn's binary `brier_score_loss` and the per-example sum used
+    by TensorFlow Probability are scaled differently).
+
+    Args:
+        y_true, y_pred, from_logits, sample_weight: as in
+            `expected_calibration_error`.
+
+    Returns:
+        The Brier score as a Python float.
+
+    References:
+        - Brier, "Verification of forecasts expressed in terms of
+          probability", Monthly Weather Review, 1950.
+    """
+    labels, y_pred, weights = classification_inputs(
+        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    )
+    probabilities = _probabilities(y_pred, from_logits)
+    targets = _one_hot(labels, probabilities.shape[-1])
+    per_example = ops.mean(ops.square(probabilities - targets), axis=-1)
+    return _weighted_mean(per_example, weights)
+
+
+def brier_decomposition(y_true, y_pred, *, from_logits=False):
+    """Splits the Brier score into uncertainty, resolution and reliability.
+
+    `brier ~= uncertainty - resolution + reliability`, with forecasts grouped
+    by their predicted class (as TensorFlow Probability's
+    `brier_decomposition`); the identity holds up to an estimation error of
+    order `K / N`. All three are in the units of `brier_score` (mean over
+    classes): TensorFlow Probability's are `K` times larger and its
+    uncertainty is shifted by -1.
+
+    Args:
+        y_true, y_pred, from_logits: as in `expected_calibration_error`.
+
+    Returns:
+        A dict with float entries `"uncertainty"`, `"resolution"` and
+        `"reliability"`.
+
+    References:
+        - Bröcker, "Reliability, sufficiency, and the decomposition of proper
+          scores", Quarterly Journal of the Royal Meteorological Society, 2009.
+    """
+    labels, y_pred, _ = classification_inputs(
+        y_true, y_pred, from_logits=from_logits
+    )
+    probabilities = ops.convert_to_numpy(_probabilities(y_pred, from_logits))
+    probabilities = probabilities.astype(np.float64)
+    labels = ops.convert_to_numpy(labels)
+    num_examples, num_classes = probabilities.shape
+    predicted = np.argmax(probabilities, axis=1)
+    confusion = np.zeros((num_classes, num_classes))
+    np.add.at(confusion, (predicted, labels), 1.0)
+    group_size = confusion.sum(axis=1)
+    group_weight = group_size / num_examples
+    label_frequency = confusion.sum(axis=0) / num_examples
+    # Empirical label distribution among examples predicted as each class.
+    group_label_distribution = confusion / np.maximum(group_size, 1.0)[:, None]
+    uncertainty = 1.0 - np.sum(np.square(label_frequency))
+    resolution = np.sum(
+        group_weight
+        * np.sum(np.square(group_label_distribution - label_frequency), axis=1)
+    )
+    reliability = np.mean(
+        np.sum(
+            np.square(probabilities - group_label_distribution[predicted]), axis=1
+        )
+    )
+    return {
+        "uncertainty": float(uncertainty / num_classes),
+        "resolution": float(resolution / num_classes),
+        "reliability": float(reliability / num_classes),
+    }
+
+
+@registry.register("calibration_metric", "nll")
+def negative_log_likelihood(
+    y_true, y_pred, *, from_logits=False, sample_weight=None
+):
+    """Mean negative log-likelihood of the true class (cross-entropy).
+
+    From logits it is exact (log-softmax). From probabilities, values are
+    clipped at 1e-15 before the log, as scikit-learn's `log_loss` does.
+
+    Args:
+        y_true, y_pred, from_logits, sample_weight: as in
+            `expected_calibration_error`.
+
+    Returns:
+        The NLL in nats as a Python float.
+    """
+    labels, y_pred, weights = classification_inputs(
+        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    )
+    targets = _one_hot(labels, y_pred.shape[-1])
+    if from_logits:
+        log_probabilities = ops.log_softmax(y_pred, axis=-1)
+        true_log_probability = ops.sum(log_probabilities * targets, axis=-1)
+    else:
+        true_probability = ops.sum(y_pred * targets, axis=-1)
+        true_log_probability = ops.log(ops.maximum(true_probability, _LOG_EPSILON))
+    return _weighted_mean(-true_log_probability, weights)
+
+
+@registry.register("calibration_metric", "smooth_ece")
+def smooth_ece(
+    y_true, y_pred, *, from_logits=False, sample_weight=None, bandwidth=None
+):
+    """Top-label smooth ECE: kernel-smoothed, with an automatic bandwidth.
+
+    Applies `keras_reliability.metrics.smooth_calibration_error` to the
+    confidence of the predicted class and whether it was right. Needs no
+    choice of bins; the bandwidth is the fixed point `smECE(sigma) = sigma`
+    unless given.
+
+    Args:
+        y_true, y_pred, from_logits, sample_weight: as in
+            `expected_calibration_error`.
+        bandwidth: kernel width; `None` chooses it automatically.
+
+    Returns:
+        The smooth ECE as a Python float.
+
+    References:
+        - Błasiok & Nakkiran, "Smooth ECE: Principled Reliability Diagrams
+          via Kernel Smoothing", ICLR 2024.
+    """
+    labels, y_pred, weights = classification_inputs(
+        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    )
+    confidence, predicted = bin_ops.top_label(y_pred, from_logits)
+    correct = ops.convert_to_numpy(ops.equal(ops.cast(predicted, "int32"), labels))
+    return float(
+        smooth_calibration_error(
+            np.clip(ops.convert_to_numpy(confidence).astype(np.float64), 0.0, 1.0),
+            correct.astype(np.float64),
+            bandwidth=bandwidth,
+            sample_weight=None if weights is None else ops.convert_to_numpy(weights),
+        )
+    )

@@ -1,0 +1,11 @@
+"""Plots for model reliability, built on plain matplotlib figures.
+
+matplotlib is optional and imported only when a plot is created, so importing
+this package is cheap. Install it with `pip install keras-reliability[plot]`.
+"""
+
+from keras_reliability.plotting._matplotlib import figure_to_png
+from keras_reliability.plotting.calibration_history import calibration_history
+from keras_reliability.plotting.reliability_diagram import reliability_diagram
+
+__all__ = ["calibration_history", "figure_to_png", "reliability_diagram"]

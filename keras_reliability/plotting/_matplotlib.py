@@ -1,0 +1,124 @@
+"""Lazy access to matplotlib.
+
+matplotlib is an optional dependency, so it is imported only when a plot is
+actually requested. We never import `matplotlib.pyplot`: figures are built as
+plain `matplotlib.figure.Figure` objects backed by the Agg canvas, which keeps
+plotting non-interactive, free of global state and safe to call from training
+loops and background threads.
+"""
+
+import io
+import os
+
+_INSTALL_HINT = (
+    "{what} requires matplotlib. Install it with "
+    "`pip install keras-reliability[plot]`."
+)
+
+
+def import_matplotlib(what="Plotting"):
+    """Imports and returns the matplotlib classes used by this package.
+
+    Args:
+        what: Name of the feature that needs matplotlib, used in the error
+            message.
+
+    Returns:
+        A tuple `(Figure, FigureCanvasAgg)`.
+
+    Raises:
+        ImportError: If matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(_INSTALL_HINT.format(what=what)) from e
+    return Figure, FigureCanvasAgg
+
+
+def new_figure(figsize, what="Plotting"):
+    """Creates a `Figure` attached to an Agg canvas (no pyplot involved).
+
+    Args:
+        figsize: `(width, height)` of the figure in inches.
+        what: Name of the feature that needs matplotlib, used in the error
+            message.
+
+    Returns:
+        A `matplotlib.figure.Figure` using constrained layout.
+    """
+    Figure, FigureCanvasAgg = import_matplotlib(what)
+    figure = Figure(figsize=figsize, layout="constrained")
+    # Attaching the canvas explicitly makes `savefig` and `draw` work without
+    # consulting (or mutating) the global backend selection.
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _check_figure_and_dpi(figure, dpi):
+    if not hasattr(figure, "savefig"):
+        raise TypeError(
+            "Expected `figure` to be a `matplotlib.figure.Figure`. "
+            f"Received: figure={figure!r} (of type {type(figure).__name__})"
+        )
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0:
+        raise ValueError(
+            f"Expected `dpi` to be a positive number. Received: dpi={dpi!r}"
+        )
+
+
+def figure_to_png(figure, dpi=100):
+    """Renders a matplotlib figure to PNG bytes.
+
+    Handy for logging diagrams (e.g. to TensorBoard or an experiment tracker)
+    without touching the file system or pyplot.
+
+    Args:
+        figure: A `matplotlib.figure.Figure`, e.g. as returned by
+            `reliability_diagram`.
+        dpi: Resolution in dots per inch. Defaults to `100`.
+
+    Returns:
+        The PNG-encoded image as `bytes`.
+
+    Raises:
+        TypeError: If `figure` is not a matplotlib figure.
+        ValueError: If `dpi` is not a positive number.
+
+    Example:
+
+    >>> figure = reliability_diagram(bins=bins)
+    >>> png = figure_to_png(figure)
+    >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+    _check_figure_and_dpi(figure, dpi)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(figure, filepath, dpi=100):
+    """Saves a matplotlib figure to `filepath`.
+
+    The format is inferred from the file extension (`.png`, `.pdf`, `.svg`,
+    ...). Parent directories must already exist.
+
+    Args:
+        figure: A `matplotlib.figure.Figure`.
+        filepath: Destination path (`str` or `os.PathLike`).
+        dpi: Resolution in dots per inch for raster formats. Defaults to
+            `100`.
+
+    Returns:
+        The path the figure was written to, as a `str`.
+
+    Raises:
+        TypeError: If `figure` is not a matplotlib figure.
+        ValueError: If `dpi` is not a positive number.
+    """
+    _check_figure_and_dpi(figure, dpi)
+    filepath = os.fspath(filepath)
+    figure.savefig(filepath, dpi=dpi)
+    return filepath
