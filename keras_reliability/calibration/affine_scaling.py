@@ -1,5 +1,7 @@
 """Vector and matrix scaling: affine maps of the logits fitted by NLL."""
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -11,9 +13,24 @@ from keras_reliability.calibration.calibrator import softmax_nll
 
 
 def _check_penalty(value, name):
-    if not np.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value < 0
+    ):
         raise ValueError(f"`{name}` must be a number >= 0; received {value!r}.")
     return float(value)
+
+
+def _preconditioner(penalty_curvature):
+    """Per-parameter scale that evens out the curvature an L2 penalty adds.
+
+    The NLL's own curvature is of order 1 per parameter; a penalty
+    `c * x**2 / 2` adds `c`. Searching over `x * sqrt(1 + c)` keeps the
+    problem well conditioned even for penalties of 1e9.
+    """
+    return 1.0 / np.sqrt(1.0 + penalty_curvature)
 
 
 @keras.saving.register_keras_serializable(package="keras_reliability")
@@ -71,7 +88,13 @@ class VectorScaling(Calibrator):
             return loss, np.concatenate([grad_scale, grad_bias])
 
         start = np.concatenate([np.ones(num_classes), np.zeros(num_classes)])
-        solution, *_ = lbfgs.minimize(loss_and_gradient, start)
+        bias_curvature = 2 * self.bias_l2 / num_classes
+        scale = _preconditioner(
+            np.concatenate([np.zeros(num_classes), np.full(num_classes, bias_curvature)])
+        )
+        solution, *_ = lbfgs.minimize(
+            loss_and_gradient, start, scale=scale, name="VectorScaling.fit"
+        )
         self.scale.assign(solution[:num_classes])
         self.bias.assign(solution[num_classes:])
 
@@ -152,7 +175,14 @@ class MatrixScaling(Calibrator):
             return loss, np.concatenate([grad_kernel.ravel(), grad_bias])
 
         start = np.concatenate([np.eye(num_classes).ravel(), np.zeros(num_classes)])
-        solution, *_ = lbfgs.minimize(loss_and_gradient, start)
+        kernel_curvature = 2 * self.off_diagonal_l2 * off_diagonal / num_off_diagonal
+        bias_curvature = np.full(num_classes, 2 * self.bias_l2 / num_classes)
+        scale = _preconditioner(
+            np.concatenate([kernel_curvature.ravel(), bias_curvature])
+        )
+        solution, *_ = lbfgs.minimize(
+            loss_and_gradient, start, scale=scale, name="MatrixScaling.fit"
+        )
         self.kernel.assign(solution[:size].reshape(num_classes, num_classes))
         self.bias.assign(solution[size:])
 

@@ -9,8 +9,10 @@ from keras import ops
 from keras_reliability.metrics._inputs import classification_inputs
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
-# Floor for log(p) when a calibrator receives probabilities.
-_PROBABILITY_FLOOR = 1e-12
+# Floor for log(p) when a calibrator receives probabilities: the smallest
+# normal float32, so that genuine tiny probabilities (softmax outputs reach
+# 1e-23 on CIFAR) keep their log; only exact zeros are clipped.
+_PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
 
 
 class Calibrator(keras.layers.Layer):
@@ -43,6 +45,9 @@ class Calibrator(keras.layers.Layer):
     def call(self, inputs):
         if self.from_logits:
             return self._scale(inputs)
+        if len(inputs.shape) == 1:
+            # A binary classifier's (N,) sigmoid outputs.
+            return ops.squeeze(self.call(ops.expand_dims(inputs, -1)), -1)
         probabilities = ops.maximum(inputs, _PROBABILITY_FLOOR)
         if inputs.shape[-1] == 1:
             two_class = ops.concatenate(

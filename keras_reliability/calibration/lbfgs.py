@@ -6,32 +6,78 @@ parameters. Solving it to a gradient tolerance on the host in float64 gives
 the exact optimum without adding SciPy as a dependency.
 """
 
+import warnings
+
 import numpy as np
 
 _ARMIJO = 1e-4
 _MIN_STEP = 1e-20
+_STALL_WINDOW = 10
 
 
-def minimize(loss_and_gradient, x0, *, max_iterations=1000, tolerance=1e-8, memory=10):
+def minimize(
+    loss_and_gradient,
+    x0,
+    *,
+    scale=None,
+    max_iterations=2000,
+    tolerance=1e-8,
+    memory=10,
+    name="calibrator",
+):
     """Minimises a smooth function with L-BFGS and a backtracking line search.
 
     Args:
         loss_and_gradient: callable mapping a float64 vector to
             `(loss, gradient)`.
         x0: starting point, a 1-D array.
+        scale: optional positive vector; the search runs over `x / scale`.
+            Pass `1 / sqrt(1 + penalty curvature)` per parameter so that a
+            strong L2 penalty does not make the problem ill-conditioned.
         max_iterations: maximum number of iterations.
-        tolerance: stop once the largest gradient entry is below this.
+        tolerance: stop once the largest (scaled) gradient entry is below
+            this.
         memory: number of curvature pairs kept.
+        name: who is fitting, for the non-convergence warning.
 
     Returns:
         `(x, loss, gradient, iterations)` at the solution.
     """
-    x = np.asarray(x0, dtype=np.float64).copy()
+    scale = np.ones(len(x0)) if scale is None else np.asarray(scale, np.float64)
+    x, loss, gradient, iteration, converged = _minimize_scaled(
+        lambda u: _scaled(loss_and_gradient, u, scale),
+        np.asarray(x0, dtype=np.float64) / scale,
+        max_iterations,
+        tolerance,
+        memory,
+    )
+    if not converged:
+        warnings.warn(
+            f"{name}: L-BFGS stopped after {iteration} iterations with max "
+            f"|gradient| = {np.max(np.abs(gradient)):.3g} > {tolerance:g}; the "
+            "fit may be inexact (very strong or very weak regularisation?).",
+            RuntimeWarning,
+            # minimize < _fit_logits < Calibrator.fit < the caller.
+            stacklevel=4,
+        )
+    return x * scale, loss, gradient / scale, iteration
+
+
+def _scaled(loss_and_gradient, u, scale):
+    loss, gradient = loss_and_gradient(u * scale)
+    return loss, gradient * scale
+
+
+def _minimize_scaled(loss_and_gradient, x0, max_iterations, tolerance, memory):
+    x = x0.copy()
     loss, gradient = loss_and_gradient(x)
     steps, changes = [], []
+    recent_losses = []
     iteration = 0
-    for iteration in range(1, max_iterations + 1):
-        if np.max(np.abs(gradient)) < tolerance:
+    for iteration in range(max_iterations + 1):
+        if np.max(np.abs(gradient)) < tolerance or _stalled(recent_losses, loss):
+            return x, loss, gradient, iteration, True
+        if iteration == max_iterations:
             break
         direction = -_inverse_hessian_product(gradient, steps, changes)
         slope = gradient @ direction
@@ -47,7 +93,9 @@ def minimize(loss_and_gradient, x0, *, max_iterations=1000, tolerance=1e-8, memo
                 break
             step *= 0.5
             if step < _MIN_STEP:
-                return x, loss, gradient, iteration
+                # No decrease even for a tiny step: at the optimum up to
+                # floating-point resolution.
+                return x, loss, gradient, iteration, True
         change = new_gradient - gradient
         if (candidate - x) @ change > 1e-12:
             steps.append(candidate - x)
@@ -55,8 +103,21 @@ def minimize(loss_and_gradient, x0, *, max_iterations=1000, tolerance=1e-8, memo
             if len(steps) > memory:
                 steps.pop(0)
                 changes.pop(0)
+        recent_losses = (recent_losses + [loss])[-_STALL_WINDOW:]
         x, loss, gradient = candidate, new_loss, new_gradient
-    return x, loss, gradient, iteration
+    return x, loss, gradient, iteration, False
+
+
+def _stalled(recent_losses, loss):
+    """True when the loss moved by a relative 1e-12 or less over the window.
+
+    Near the optimum of a loss summed over thousands of examples, float64
+    rounding of the gradient can stay above an absolute tolerance while the
+    loss no longer changes in its twelfth digit: that is converged.
+    """
+    if len(recent_losses) < _STALL_WINDOW:
+        return False
+    return recent_losses[0] - loss <= 1e-12 * max(1.0, abs(loss))
 
 
 def _inverse_hessian_product(gradient, steps, changes):

@@ -1,5 +1,6 @@
 """Temperature scaling: one scalar that divides the logits."""
 
+import numbers
 import warnings
 
 import keras
@@ -50,7 +51,12 @@ class TemperatureScaling(Calibrator):
 
     def __init__(self, from_logits=True, temperature=1.0, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
-        if not np.isfinite(temperature) or temperature <= 0:
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, numbers.Real)
+            or not np.isfinite(temperature)
+            or temperature <= 0
+        ):
             raise ValueError(
                 f"`temperature` must be a positive number; received {temperature!r}."
             )
@@ -100,7 +106,17 @@ def _optimal_inverse_temperature(logits, labels, weights, tolerance=1e-12):
     of the derivative, then take Newton steps, falling back to bisection
     whenever a step would leave the bracket.
     """
-    true_logit = logits[np.arange(len(labels)), labels]
+    rows = np.arange(len(labels))
+    true_logit = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    if np.all(true_logit > others.max(axis=1)):
+        # Every prediction right: the NLL decreases for ever as T -> 0.
+        return _at_bound(
+            _MAX_INVERSE_TEMPERATURE,
+            "T = 1e-4 (every held-out prediction is right, so the NLL keeps "
+            "falling as T shrinks)",
+        )
 
     def derivatives(beta):
         return _nll_derivatives(beta, logits, true_logit, weights)
@@ -113,9 +129,7 @@ def _optimal_inverse_temperature(logits, labels, weights, tolerance=1e-12):
     if derivatives(low)[0] > 0:
         return _at_bound(low, "T = 1e4 (the outputs carry no usable signal)")
     if derivatives(high)[0] < 0:
-        return _at_bound(
-            high, "T = 1e-4 (held-out predictions are all right and separable)"
-        )
+        return _at_bound(high, "T = 1e-4")
     beta = 0.5 * (low + high)
     for _ in range(200):
         gradient, curvature = derivatives(beta)
@@ -136,6 +150,7 @@ def _at_bound(beta, reason):
     warnings.warn(
         f"TemperatureScaling.fit: the NLL has no minimum in T in [1e-4, 1e4]; "
         f"using {reason}.",
-        stacklevel=4,
+        # _at_bound < _optimal_inverse_temperature < _fit_logits < fit < caller.
+        stacklevel=5,
     )
     return beta

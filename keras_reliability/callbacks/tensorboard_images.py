@@ -1,8 +1,8 @@
-"""Writes plots into TensorBoard event files when TensorFlow is installed.
+"""Writes plots into TensorBoard event files when TensorBoard is installed.
 
-TensorBoard's event format is written here through `tf.summary`, which
-exists only with TensorFlow; on a JAX or PyTorch install without it the
-plots are still saved as PNG files and this module does nothing.
+Images are written through `tf.summary`, which needs both TensorFlow and
+the `tensorboard` package (TensorFlow no longer installs it). Without them
+the plots are still saved as PNG files and this module does nothing.
 """
 
 import importlib.util
@@ -12,7 +12,11 @@ _writers = {}
 
 
 def tensorboard_available():
-    return importlib.util.find_spec("tensorflow") is not None
+    """Whether `tf.summary` can write images (TensorFlow and TensorBoard)."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("tensorflow", "tensorboard")
+    )
 
 
 def write_png(log_dir, tag, png_bytes, step):

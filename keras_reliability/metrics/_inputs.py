@@ -151,9 +151,9 @@ def _labels(y_true, num_examples, num_classes):
                 "`y_true` must hold integer class labels; received dtype "
                 f"{labels.dtype} with non-integer value {non_integer[0]!r}."
             )
-    low, high = labels.min(), labels.max()
+    low, high = labels.min().item(), labels.max().item()
     if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
+        bad = int(low if low < 0 else high)
         raise ValueError(
             f"`y_true` has label {bad!r} outside [0, {num_classes - 1}] for "
             f"`y_pred` with {num_classes} classes."

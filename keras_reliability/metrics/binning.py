@@ -5,8 +5,8 @@ sum, correct sum). They are fixed-shape and additive, so the streaming
 metrics keep them as state and the functional metrics compute them in one
 pass; `calibration_error_from_bins` turns either into a number.
 
-Everything here uses `keras.ops` only, so it runs inside compiled Keras
-loops on every backend.
+Everything here uses `keras.ops`, so it runs inside compiled Keras loops on
+every backend; `calibration_error_from_bins` also accepts numpy arrays.
 """
 
 import numpy as np
@@ -33,27 +33,37 @@ def uniform_bin_index(confidence, num_bins):
     0 falls in the first bin and anything above the last inner edge
     (including 1.0) in the last.
     """
-    inner_edges = np.linspace(0.0, 1.0, num_bins + 1)[1:-1].astype("float32")
-    # The number of inner edges strictly below each confidence; the same as
-    # searchsorted(side="left"), without its slow path on PyTorch.
-    above = ops.expand_dims(confidence, -1) > ops.convert_to_tensor(inner_edges)
-    return ops.sum(ops.cast(above, "int32"), axis=-1)
+    edges = ops.convert_to_tensor(
+        np.linspace(0.0, 1.0, num_bins + 1).astype("float32")
+    )
+    # ceil(c * B) - 1 is the bin up to rounding; one comparison with the
+    # actual float32 edges on each side makes it exact (a confidence equal
+    # to an edge belongs to the lower bin). Elementwise, so any shape works.
+    guess = ops.cast(ops.ceil(confidence * num_bins), "int32") - 1
+    guess = ops.clip(guess, 0, num_bins - 1)
+    below = (confidence <= ops.take(edges, guess)) & (guess > 0)
+    above = (confidence > ops.take(edges, guess + 1)) & (guess < num_bins - 1)
+    return guess - ops.cast(below, "int32") + ops.cast(above, "int32")
 
 
 def bin_statistics(bin_index, confidence, correct, weight, num_bins):
     """Sums (weight, weight * confidence, weight * correct) per bin.
 
+    Inputs may have any shape (all the same); `bin_index` may address more
+    than one group of bins (e.g. `class * num_bins + bin`), with `num_bins`
+    the total number of bins.
+
     Returns:
         A float32 tensor of shape `(num_bins, 3)`.
     """
-    confidence = ops.cast(confidence, "float32")
-    correct = ops.cast(correct, "float32")
+    confidence = ops.reshape(ops.cast(confidence, "float32"), (-1,))
+    correct = ops.reshape(ops.cast(correct, "float32"), (-1,))
     if weight is None:
         weight = ops.ones_like(confidence)
-    weight = ops.cast(weight, "float32")
+    weight = ops.reshape(ops.cast(weight, "float32"), (-1,))
     columns = ops.stack([weight, weight * confidence, weight * correct], axis=1)
-    membership = ops.one_hot(ops.cast(bin_index, "int32"), num_bins)
-    return ops.matmul(ops.transpose(membership), columns)
+    segments = ops.reshape(ops.cast(bin_index, "int32"), (-1,))
+    return ops.segment_sum(columns, segments, num_segments=num_bins)
 
 
 def uniform_bin_statistics(confidence, correct, weight, num_bins):
@@ -84,27 +94,32 @@ def calibration_error_from_bins(statistics, norm="l1"):
     """Calibration error from per-bin statistics.
 
     Args:
-        statistics: `(num_bins, 3)` tensor or array from `bin_statistics`.
+        statistics: `(..., num_bins, 3)` tensor or numpy array of per-bin
+            sums; leading axes (e.g. classes) are kept.
         norm: `"l1"` (expected calibration error), `"l2"` (root mean square
             calibration error) or `"max"` (maximum calibration error).
 
     Returns:
-        A scalar tensor; NaN when no example has positive weight.
+        A tensor (a numpy array for numpy input) of shape
+        `statistics.shape[:-2]`; NaN where no example has positive weight.
     """
-    statistics = ops.convert_to_tensor(statistics, dtype="float32")
-    count = statistics[:, COUNT]
-    gap_mass = ops.abs(statistics[:, CONFIDENCE_SUM] - statistics[:, CORRECT_SUM])
-    total = ops.sum(count)
+    # numpy statistics (the functional metrics' float64 sums) stay numpy;
+    # tensors (the streaming metrics' state) stay in the compiled graph.
+    xp = np if isinstance(statistics, np.ndarray) else ops
+    count = statistics[..., COUNT]
+    gap_mass = xp.abs(statistics[..., CONFIDENCE_SUM] - statistics[..., CORRECT_SUM])
+    total = xp.sum(count, axis=-1)
     filled = count > 0
-    gap = ops.where(filled, gap_mass / ops.where(filled, count, 1.0), 0.0)
-    if norm == "l1":
-        error = ops.sum(gap_mass) / total
-    elif norm == "l2":
-        error = ops.sqrt(ops.sum(count * ops.square(gap)) / total)
-    elif norm == "max":
-        error = ops.max(gap)
-    else:
-        raise ValueError(
-            f"`norm` must be one of 'l1', 'l2', 'max'; received {norm!r}."
-        )
-    return ops.where(total > 0, error, float("nan"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = xp.where(filled, gap_mass / xp.where(filled, count, 1.0), 0.0)
+        if norm == "l1":
+            error = xp.sum(gap_mass, axis=-1) / total
+        elif norm == "l2":
+            error = xp.sqrt(xp.sum(count * xp.square(gap), axis=-1) / total)
+        elif norm == "max":
+            error = xp.max(gap, axis=-1)
+        else:
+            raise ValueError(
+                f"`norm` must be one of 'l1', 'l2', 'max'; received {norm!r}."
+            )
+    return xp.where(total > 0, error, float("nan"))

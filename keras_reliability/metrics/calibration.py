@@ -54,27 +54,35 @@ def _top_label_statistics(
     confidence, predicted = bin_ops.top_label(y_pred, from_logits)
     correct = ops.equal(ops.cast(predicted, "int32"), labels)
     if binning_name == "uniform":
-        statistics = bin_ops.uniform_bin_statistics(
-            confidence, correct, weights, num_bins
-        )
+        index = bin_ops.uniform_bin_index(confidence, num_bins)
         edges = np.linspace(0.0, 1.0, num_bins + 1)
     else:
         order, index = bin_ops.quantile_bin_index(confidence, weights, num_bins)
-        sorted_weights = None if weights is None else ops.take(weights, order)
-        sorted_confidence = ops.take(confidence, order)
-        statistics = bin_ops.bin_statistics(
-            index,
-            sorted_confidence,
-            ops.take(correct, order),
-            sorted_weights,
-            num_bins,
-        )
+        confidence, correct = ops.take(confidence, order), ops.take(correct, order)
+        weights = None if weights is None else ops.take(weights, order)
         edges = _quantile_edges(
-            ops.convert_to_numpy(sorted_confidence),
-            ops.convert_to_numpy(index),
-            num_bins,
+            ops.convert_to_numpy(confidence), ops.convert_to_numpy(index), num_bins
         )
-    return ops.convert_to_numpy(statistics).astype(np.float64), edges
+    return _sum_per_bin(index, confidence, correct, weights, num_bins), edges
+
+
+def _sum_per_bin(index, confidence, correct, weights, num_bins):
+    """`(num_bins, 3)` float64 sums of (weight, confidence, correct) per bin.
+
+    Summed on the host in float64: float32 accumulation over 10k examples
+    already moves the ECE by ~4e-6.
+    """
+    index = np.asarray(ops.convert_to_numpy(index)).ravel()
+    confidence = np.asarray(ops.convert_to_numpy(confidence), np.float64).ravel()
+    correct = np.asarray(ops.convert_to_numpy(correct), np.float64).ravel()
+    if weights is None:
+        weights = np.ones_like(confidence)
+    else:
+        weights = np.asarray(ops.convert_to_numpy(weights), np.float64).ravel()
+    columns = (weights, weights * confidence, weights * correct)
+    return np.stack(
+        [np.bincount(index, column, minlength=num_bins) for column in columns], axis=1
+    )
 
 
 def _quantile_edges(sorted_confidence, index, num_bins):
@@ -286,14 +294,19 @@ def classwise_calibration_error(
     )
     probabilities = _probabilities(y_pred, from_logits)
     num_classes = probabilities.shape[-1]
-    errors = []
-    for k in range(num_classes):
-        class_probability = probabilities[:, k]
-        statistics = bin_ops.uniform_bin_statistics(
-            class_probability, ops.equal(labels, k), weights, num_bins
-        )
-        errors.append(_error(statistics, "l1"))
-    return float(np.mean(errors))
+    # One pass for all classes: class k uses bins k * num_bins ... .
+    offsets = ops.arange(num_classes, dtype="int32") * num_bins
+    index = bin_ops.uniform_bin_index(probabilities, num_bins) + offsets
+    is_label = _one_hot(labels, num_classes)
+    if weights is not None:
+        weights = ops.expand_dims(weights, -1) * ops.ones_like(probabilities)
+    statistics = _sum_per_bin(
+        index, probabilities, is_label, weights, num_classes * num_bins
+    )
+    per_class = bin_ops.calibration_error_from_bins(
+        statistics.reshape(num_classes, num_bins, 3), norm="l1"
+    )
+    return float(np.mean(per_class))
 
 
 def _one_hot(labels, num_classes):

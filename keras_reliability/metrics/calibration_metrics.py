@@ -51,10 +51,10 @@ class _BinnedCalibrationError(keras.metrics.Metric):
         y_pred = ops.convert_to_tensor(y_pred, dtype="float32")
         y_pred = self._two_or_more_classes(y_pred)
         num_classes = y_pred.shape[-1]
-        labels = self._sparse_labels(y_true, num_classes)
+        labels, integral = self._sparse_labels(y_true, num_classes)
 
         finite = ops.all(ops.isfinite(y_pred), axis=-1)
-        valid = ops.logical_and(finite, (labels >= 0) & (labels < num_classes))
+        valid = finite & integral & (labels >= 0) & (labels < num_classes)
         if not self.from_logits:
             row_sum_error = ops.abs(ops.sum(y_pred, axis=-1) - 1.0)
             valid = valid & (row_sum_error <= _SUM_TOLERANCE)
@@ -92,10 +92,14 @@ class _BinnedCalibrationError(keras.metrics.Metric):
 
     @staticmethod
     def _sparse_labels(y_true, num_classes):
+        """Integer labels, and whether each label was a whole number."""
         y_true = ops.convert_to_tensor(y_true)
         if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
-            return ops.cast(ops.argmax(y_true, axis=-1), "int32")
-        return ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            labels = ops.cast(ops.argmax(y_true, axis=-1), "int32")
+            return labels, ops.ones_like(labels, dtype="bool")
+        y_true = ops.cast(ops.reshape(y_true, (-1,)), "float32")
+        # Labels arrive as floats in compiled steps; 1.5 must not pass as 1.
+        return ops.cast(y_true, "int32"), ops.equal(y_true, ops.floor(y_true))
 
     def result(self):
         statistics = ops.stack(

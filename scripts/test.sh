@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs keras-reliability with every backend into .venv, then runs the
+# whole test suite once per Keras backend (TensorFlow, JAX, PyTorch) on CPU.
+# Prints one combined "total: N passed, N failed, N skipped" line and exits
+# non-zero if any test failed or if no test ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+BACKENDS="${BACKENDS:-tensorflow jax torch}"
+# PyTorch 2.13.0 is pinned because its CPU build is available locally here;
+# a bare "torch" would pull a multi-GB CUDA build. Override with TORCH_SPEC.
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[tensorflow,jax,torch,tfp,plot,test]"
+
+reports="$(mktemp -d)"
+status=0
+for backend in $BACKENDS; do
+  echo "=== KERAS_BACKEND=$backend"
+  KERAS_BACKEND="$backend" TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q \
+    --junitxml="$reports/$backend.xml" "$@" || status=1
+done
+.venv/bin/python scripts/summarize_junit.py "$reports"/*.xml || status=1
+exit "$status"
