@@ -44,7 +44,7 @@ def _cnn_data(num_examples, num_classes=10, seed=0):
     return x, y
 
 
-def callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=5):
+def callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=7):
     """CalibrationCallback.on_epoch_end vs one model.predict on the same data."""
     model = _cnn()
     x, y = _cnn_data(num_examples)
@@ -72,7 +72,7 @@ def callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=5):
     }
 
 
-def compiled_metric_overhead(num_examples=10_000, batch_size=256, repeats=5):
+def compiled_metric_overhead(num_examples=10_000, batch_size=256, repeats=7):
     """model.evaluate with ExpectedCalibrationError in compile vs without."""
     x, y = _cnn_data(num_examples)
     plain = _cnn()

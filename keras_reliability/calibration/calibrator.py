@@ -114,7 +114,7 @@ class Calibrator(keras.layers.Layer):
     @classmethod
     def calibrate(cls, model, x, y, *, from_logits=None, batch_size=None,
                   sample_weight=None, **kwargs):
-        """Fits a calibrator on `(x, y)` and appends it to a copy-free wrapper.
+        """Fits a calibrator on `(x, y)` and returns the model followed by it.
 
         Args:
             model: a trained Keras classifier.

@@ -1,6 +1,7 @@
 """CalibrationCallback: calibration diagnostics in the logs of every epoch."""
 
 import inspect
+import math
 import os
 import warnings
 
@@ -14,7 +15,7 @@ from keras_reliability.callbacks.model_outputs import HeldOutData
 from keras_reliability.callbacks.model_outputs import model_outputs_logits
 from keras_reliability.metrics import expected_calibration_error
 from keras_reliability.metrics import reliability_bins
-from keras_reliability.metrics._inputs import _labels
+from keras_reliability.metrics._inputs import checked_labels
 from keras_reliability.metrics.calibration import check_num_bins
 
 DEFAULT_METRICS = ("ece", "mce", "adaptive_ece", "nll", "brier", "classwise_ece")
@@ -59,8 +60,9 @@ class CalibrationCallback(keras.callbacks.Callback):
             `val_temperature` and `val_ece_after_ts` (in-sample: the same data
             is used to fit and evaluate the temperature).
         plot_every: draw a reliability diagram every this many epochs into
-            `log_dir` (PNG, and a TensorBoard image when TensorFlow is
-            installed). None draws nothing.
+            `log_dir` (`reliability_epoch_NNNN.png`, and a TensorBoard image
+            when TensorBoard is installed), and the ECE curves at the end of
+            training (`calibration_history.png`). None draws nothing.
         log_dir: directory for the plots; required with `plot_every`.
         max_samples: use at most this many examples of `validation_data`.
         from_logits: whether the model outputs logits; None detects it from
@@ -136,6 +138,7 @@ class CalibrationCallback(keras.callbacks.Callback):
         self.batch_size = batch_size
         self._model_from_logits = from_logits
         self._warned_keys = set()
+        self.history = {}
 
     @staticmethod
     def _metric_key(identifier):
@@ -158,6 +161,7 @@ class CalibrationCallback(keras.callbacks.Callback):
         return keys
 
     def on_train_begin(self, logs=None):
+        self.history = {key: [] for key in self.log_keys}
         outputs, labels = self.data.probe(self.model)
         if outputs.ndim not in (1, 2):
             raise ValueError(
@@ -169,9 +173,8 @@ class CalibrationCallback(keras.callbacks.Callback):
         num_classes = 2 if outputs.ndim == 1 or outputs.shape[-1] == 1 else outputs.shape[-1]
         try:
             if self.data.is_array:
-                _labels(self.data.y, len(self.data.y), num_classes)
-            else:
-                _labels(labels, len(labels), num_classes)
+                labels = self.data.y
+            checked_labels(labels, len(labels), num_classes)
         except ValueError as error:
             raise ValueError(f"CalibrationCallback: {error}") from None
 
@@ -180,15 +183,31 @@ class CalibrationCallback(keras.callbacks.Callback):
             return
         self._warn_on_overwrite(logs)
         if (epoch + 1) % self.every != 0:
-            logs.update({key: float("nan") for key in self.log_keys})
+            values = {key: float("nan") for key in self.log_keys}
+        else:
+            outputs, labels, weights = self.data.collect(self.model)
+            values = {
+                self.prefix + key: self._compute(metric, labels, outputs, weights)
+                for key, metric in self._metrics
+            }
+            if self.fit_temperature:
+                values.update(self._temperature_scaling(outputs, labels, weights))
+            if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
+                self._plot(epoch, labels, outputs, weights)
+        logs.update(values)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+
+    def on_train_end(self, logs=None):
+        if self.plot_every is None or not self.history:
             return
-        outputs, labels, weights = self.data.collect(self.model)
-        for key, metric in self._metrics:
-            logs[self.prefix + key] = self._compute(metric, labels, outputs, weights)
-        if self.fit_temperature:
-            self._log_temperature_scaling(logs, outputs, labels, weights)
-        if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
-            self._plot(epoch, labels, outputs, weights)
+        from keras_reliability import plotting
+
+        keys = [key for key in self.log_keys if key.endswith("ece")]
+        if not keys or all(math.isnan(v) for key in keys for v in self.history[key]):
+            return
+        figure = plotting.calibration_history(self.history, keys=keys)
+        self._save_png(plotting.figure_to_png(figure), "calibration_history.png")
 
     def _compute(self, metric, labels, outputs, weights):
         if isinstance(metric, keras.metrics.Metric):
@@ -200,18 +219,20 @@ class CalibrationCallback(keras.callbacks.Callback):
             kwargs["num_bins"] = self.num_bins
         return float(metric(labels, outputs, **kwargs))
 
-    def _log_temperature_scaling(self, logs, outputs, labels, weights):
+    def _temperature_scaling(self, outputs, labels, weights):
         scaler = TemperatureScaling(from_logits=self._model_from_logits)
         scaler.fit(outputs, labels, sample_weight=weights)
         scaled = keras.ops.convert_to_numpy(scaler(outputs))
-        logs[self.prefix + "temperature"] = scaler.temperature
-        logs[self.prefix + "ece_after_ts"] = expected_calibration_error(
-            labels,
-            scaled,
-            num_bins=self.num_bins,
-            from_logits=self._model_from_logits,
-            sample_weight=weights,
-        )
+        return {
+            self.prefix + "temperature": scaler.temperature,
+            self.prefix + "ece_after_ts": expected_calibration_error(
+                labels,
+                scaled,
+                num_bins=self.num_bins,
+                from_logits=self._model_from_logits,
+                sample_weight=weights,
+            ),
+        }
 
     def _plot(self, epoch, labels, outputs, weights):
         from keras_reliability import plotting
@@ -227,13 +248,15 @@ class CalibrationCallback(keras.callbacks.Callback):
             bins=bins, title=f"Reliability diagram, epoch {epoch + 1}"
         )
         png = plotting.figure_to_png(figure)
-        os.makedirs(self.log_dir, exist_ok=True)
-        path = os.path.join(self.log_dir, f"reliability_epoch_{epoch + 1:04d}.png")
-        with open(path, "wb") as file:
-            file.write(png)
+        self._save_png(png, f"reliability_epoch_{epoch + 1:04d}.png")
         tensorboard_images.write_png(
             self.log_dir, "calibration/reliability_diagram", png, step=epoch
         )
+
+    def _save_png(self, png, filename):
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(os.path.join(self.log_dir, filename), "wb") as file:
+            file.write(png)
 
     def _warn_on_overwrite(self, logs):
         for key in self.log_keys:

@@ -58,7 +58,7 @@ def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
             )
     else:
         _check_probabilities(y_pred)
-    labels = _labels(y_true, num_examples, num_classes)
+    labels = ops.convert_to_tensor(checked_labels(y_true, num_examples, num_classes))
     weights = None
     if sample_weight is not None:
         weights = _weights(sample_weight, num_examples)
@@ -123,7 +123,12 @@ def _check_probabilities(y_pred):
         )
 
 
-def _labels(y_true, num_examples, num_classes):
+def checked_labels(y_true, num_examples, num_classes):
+    """Validates labels against the predictions' shape; numpy int32 `(N,)`.
+
+    Accepts integer (or integer-valued float, or bool) labels `(N,)` or
+    `(N, 1)`, or one-hot `(N, num_classes)`.
+    """
     if y_true is None:
         raise ValueError("`y_true` is required; received None.")
     labels = np.asarray(ops.convert_to_numpy(y_true))
@@ -158,7 +163,7 @@ def _labels(y_true, num_examples, num_classes):
             f"`y_true` has label {bad!r} outside [0, {num_classes - 1}] for "
             f"`y_pred` with {num_classes} classes."
         )
-    return ops.convert_to_tensor(labels.astype(np.int32))
+    return labels.astype(np.int32)
 
 
 def _one_hot_to_sparse(labels):

@@ -12,19 +12,16 @@ every backend; `calibration_error_from_bins` also accepts numpy arrays.
 import numpy as np
 from keras import ops
 
+from keras_reliability import backend
+
 COUNT, CONFIDENCE_SUM, CORRECT_SUM = 0, 1, 2
 
 
 def top_label(y_pred, from_logits):
     """Returns `(confidence, predicted_class)` of each row of `y_pred`."""
-    predicted = ops.argmax(y_pred, axis=-1)
-    if from_logits:
-        # max softmax = 1 / sum(exp(z - max z)): no (N, K) softmax is stored.
-        shifted = y_pred - ops.max(y_pred, axis=-1, keepdims=True)
-        confidence = 1.0 / ops.sum(ops.exp(shifted), axis=-1)
-    else:
-        confidence = ops.max(y_pred, axis=-1)
-    return confidence, predicted
+    predicted = backend.argmax(y_pred, axis=-1)
+    probabilities = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+    return ops.max(probabilities, axis=-1), predicted
 
 
 def uniform_bin_index(confidence, num_bins):

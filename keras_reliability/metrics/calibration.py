@@ -355,7 +355,10 @@ def brier_decomposition(y_true, y_pred, *, from_logits=False):
     `brier_decomposition`); the identity holds up to an estimation error of
     order `K / N`. All three are in the units of `brier_score` (mean over
     classes): TensorFlow Probability's are `K` times larger and its
-    uncertainty is shifted by -1.
+    uncertainty is shifted by -1. Its resolution (0.25) broadcasts the mean
+    label distribution along the predicted-class axis; ours is the textbook
+    `sum_k w_k ||p(y | pred=k) - p(y)||^2`, so the two agree only when the
+    labels are balanced.
 
     Args:
         y_true, y_pred, from_logits: as in `expected_calibration_error`.

@@ -116,12 +116,13 @@ def test_callback_csv_logger_and_early_stopping_see_the_keys(digits, tmp_path):
 def test_callback_every_writes_nan_on_skipped_epochs(digits):
     (x, y), (x_val, y_val) = digits
     model = make_model()
+    callback = CalibrationCallback((x_val, y_val), metrics=("ece",), every=2)
     history = model.fit(
-        x, y, epochs=4, batch_size=128, verbose=0,
-        callbacks=[CalibrationCallback((x_val, y_val), metrics=("ece",), every=2)],
+        x, y, epochs=4, batch_size=128, verbose=0, callbacks=[callback]
     )
     values = history.history["val_ece"]
     assert [math.isnan(v) for v in values] == [True, False, True, False]
+    np.testing.assert_array_equal(callback.history["val_ece"], values)
 
 
 def test_callback_fit_temperature_logs_the_optimal_temperature(digits):
@@ -214,8 +215,9 @@ def test_callback_plots_reliability_diagrams(digits, tmp_path):
         ],
     )
     assert not (tmp_path / "reliability_epoch_0001.png").exists()
-    png = (tmp_path / "reliability_epoch_0002.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    for name in ("reliability_epoch_0002.png", "calibration_history.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n"), name
     from keras_reliability.callbacks import tensorboard_images
 
     events = list((tmp_path / "reliability").glob("events.out.tfevents.*"))

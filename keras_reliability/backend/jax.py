@@ -1,0 +1,7 @@
+"""JAX implementations for keras_reliability.backend."""
+
+import jax.numpy as jnp
+
+
+def argmax(x, axis):
+    return jnp.argmax(x, axis=axis).astype("int32")
