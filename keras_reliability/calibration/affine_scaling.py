@@ -1,7 +1,5 @@
 """Vector and matrix scaling: affine maps of the logits fitted by NLL."""
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
@@ -9,18 +7,8 @@ from keras import ops
 from keras_reliability import registry
 from keras_reliability.calibration import lbfgs
 from keras_reliability.calibration.calibrator import Calibrator
+from keras_reliability.calibration.calibrator import check_number
 from keras_reliability.calibration.calibrator import softmax_nll
-
-
-def _check_penalty(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"`{name}` must be a number >= 0; received {value!r}.")
-    return float(value)
 
 
 def _preconditioner(penalty_curvature):
@@ -60,7 +48,7 @@ class VectorScaling(Calibrator):
 
     def __init__(self, from_logits=True, bias_l2=0.0, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
-        self.bias_l2 = _check_penalty(bias_l2, "bias_l2")
+        self.bias_l2 = check_number(bias_l2, "bias_l2", positive=False)
 
     def build(self, input_shape):
         num_classes = input_shape[-1]
@@ -136,8 +124,8 @@ class MatrixScaling(Calibrator):
 
     def __init__(self, from_logits=True, off_diagonal_l2=0.0, bias_l2=0.0, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
-        self.off_diagonal_l2 = _check_penalty(off_diagonal_l2, "off_diagonal_l2")
-        self.bias_l2 = _check_penalty(bias_l2, "bias_l2")
+        self.off_diagonal_l2 = check_number(off_diagonal_l2, "off_diagonal_l2", positive=False)
+        self.bias_l2 = check_number(bias_l2, "bias_l2", positive=False)
 
     def build(self, input_shape):
         num_classes = input_shape[-1]

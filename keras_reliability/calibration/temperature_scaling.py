@@ -1,6 +1,5 @@
 """Temperature scaling: one scalar that divides the logits."""
 
-import numbers
 import warnings
 
 import keras
@@ -9,6 +8,7 @@ from keras import ops
 
 from keras_reliability import registry
 from keras_reliability.calibration.calibrator import Calibrator
+from keras_reliability.calibration.calibrator import check_number
 
 # Search range for the inverse temperature: T in [1e-4, 1e4].
 _MIN_INVERSE_TEMPERATURE = 1e-4
@@ -51,16 +51,9 @@ class TemperatureScaling(Calibrator):
 
     def __init__(self, from_logits=True, temperature=1.0, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, numbers.Real)
-            or not np.isfinite(temperature)
-            or temperature <= 0
-        ):
-            raise ValueError(
-                f"`temperature` must be a positive number; received {temperature!r}."
-            )
-        self.initial_temperature = float(temperature)
+        self.initial_temperature = check_number(
+            temperature, "temperature", positive=True
+        )
         self.log_temperature = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(np.log(temperature)),

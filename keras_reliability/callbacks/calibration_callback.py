@@ -11,6 +11,7 @@ import numpy as np
 from keras_reliability import registry
 from keras_reliability.calibration import TemperatureScaling
 from keras_reliability.callbacks import tensorboard_images
+from keras_reliability.callbacks.arguments import check_positive_int
 from keras_reliability.callbacks.model_outputs import HeldOutData
 from keras_reliability.callbacks.model_outputs import model_outputs_logits
 from keras_reliability.metrics import expected_calibration_error
@@ -19,17 +20,6 @@ from keras_reliability.metrics._inputs import checked_labels
 from keras_reliability.metrics.calibration import check_num_bins
 
 DEFAULT_METRICS = ("ece", "mce", "adaptive_ece", "nll", "brier", "classwise_ece")
-
-
-def _check_every(value, name, allow_none):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer{' or None' if allow_none else ''}; "
-            f"received {value!r}."
-        )
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_reliability")
@@ -114,7 +104,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             for identifier in metrics
         ]
         self.fit_temperature = bool(fit_temperature)
-        self.plot_every = _check_every(plot_every, "plot_every", allow_none=True)
+        self.plot_every = check_positive_int(plot_every, "plot_every", allow_none=True)
         if self.plot_every is not None and not log_dir:
             raise ValueError(
                 "`log_dir` is required when `plot_every` is set; received "
@@ -126,7 +116,7 @@ class CalibrationCallback(keras.callbacks.Callback):
                 f"`from_logits` must be True, False or None; received {from_logits!r}."
             )
         self.from_logits = from_logits
-        self.every = _check_every(every, "every", allow_none=False)
+        self.every = check_positive_int(every, "every")
         self.prefix = prefix
         self.data = HeldOutData(
             validation_data,

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reliability.callbacks.arguments import check_positive_int
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
 # Examples in the forward pass that checks data and model at train begin.
@@ -41,22 +42,12 @@ class HeldOutData:
 
     def __init__(self, data, *, max_samples=None, batch_size=None, owner="callback"):
         self.owner = owner
-        if max_samples is not None and (
-            isinstance(max_samples, bool)
-            or not isinstance(max_samples, (int, np.integer))
-            or max_samples < 1
-        ):
-            raise ValueError(
-                f"{owner}: `max_samples` must be a positive integer or None; "
-                f"received {max_samples!r}."
-            )
-        if batch_size is not None and (
-            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-        ):
-            raise ValueError(
-                f"{owner}: `batch_size` must be a positive integer or None; "
-                f"received {batch_size!r}."
-            )
+        max_samples = check_positive_int(
+            max_samples, "max_samples", allow_none=True, owner=owner
+        )
+        batch_size = check_positive_int(
+            batch_size, "batch_size", allow_none=True, owner=owner
+        )
         self.max_samples = max_samples
         self.batch_size = batch_size
         self.is_array = isinstance(data, tuple)

@@ -46,20 +46,19 @@ def uniform_bin_index(confidence, num_bins):
 def bin_statistics(bin_index, confidence, correct, weight, num_bins):
     """Sums (weight, weight * confidence, weight * correct) per bin.
 
-    Inputs may have any shape (all the same); `bin_index` may address more
-    than one group of bins (e.g. `class * num_bins + bin`), with `num_bins`
-    the total number of bins.
+    The streaming metrics' per-batch sums (float32, in the compiled step);
+    the functional metrics sum in float64 on the host instead.
 
     Returns:
         A float32 tensor of shape `(num_bins, 3)`.
     """
-    confidence = ops.reshape(ops.cast(confidence, "float32"), (-1,))
-    correct = ops.reshape(ops.cast(correct, "float32"), (-1,))
+    confidence = ops.cast(confidence, "float32")
+    correct = ops.cast(correct, "float32")
     if weight is None:
         weight = ops.ones_like(confidence)
-    weight = ops.reshape(ops.cast(weight, "float32"), (-1,))
+    weight = ops.cast(weight, "float32")
     columns = ops.stack([weight, weight * confidence, weight * correct], axis=1)
-    segments = ops.reshape(ops.cast(bin_index, "int32"), (-1,))
+    segments = ops.cast(bin_index, "int32")
     return ops.segment_sum(columns, segments, num_segments=num_bins)
 
 
