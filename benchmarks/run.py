@@ -1,12 +1,18 @@
 """Runs every benchmark in one process and prints a Markdown table.
 
     KERAS_BACKEND=tensorflow python benchmarks/run.py --out results.json
+    KERAS_BACKEND=jax python benchmarks/run.py --only bayesian --out results.json
+
+`--only` takes suite names (calibration, bayesian) or benchmark function
+names, comma-separated. Nothing imports TensorFlow unless the backend is
+TensorFlow, so the JAX and PyTorch runs work without it installed.
 
 Speed is a ratio of two measurements taken side by side in the same run
 (ours vs the reference), never an absolute time compared across machines.
 """
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -17,9 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 
+import bayesian_benchmarks  # noqa: E402
 import calibration_benchmarks  # noqa: E402
 
-SUITES = (calibration_benchmarks,)
+SUITES = {"calibration": calibration_benchmarks, "bayesian": bayesian_benchmarks}
 
 
 def _device():
@@ -38,11 +45,41 @@ def _device():
     return gpus[0].name if gpus else "cpu"
 
 
+def _load_average():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
+def _select(only, parser):
+    """The benchmark functions named by `--only` (all of them by default)."""
+    everything = [b for suite in SUITES.values() for b in suite.BENCHMARKS]
+    if not only:
+        return everything
+    selected = []
+    for name in (n.strip() for n in only.split(",") if n.strip()):
+        if name in SUITES:
+            matches = list(SUITES[name].BENCHMARKS)
+        else:
+            matches = [b for b in everything if b.__name__ == name]
+        if not matches:
+            names = ", ".join(list(SUITES) + [b.__name__ for b in everything])
+            parser.error(f"--only: unknown benchmark {name!r}; choose from {names}")
+        selected.extend(b for b in matches if b not in selected)
+    return selected
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated suites (" + ", ".join(SUITES) + ") or benchmark names",
+    )
     args = parser.parse_args()
+    selected = _select(args.only, parser)
 
     header = {
         "date": time.strftime("%Y-%m-%d"),
@@ -50,16 +87,25 @@ def main():
         "device": _device(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "keras": keras.__version__,
+        # Other processes on a shared machine add time: the 1-minute load
+        # average before and after the run says how busy it was.
+        "load_average_before": _load_average(),
     }
     results = []
-    for suite in SUITES:
-        for benchmark in suite.BENCHMARKS:
-            kwargs = {"repeats": 2} if args.quick else {}
-            if args.quick and "num_examples" in benchmark.__code__.co_varnames:
-                kwargs["num_examples"] = 2_000
-            result = benchmark(**kwargs)
-            if result is not None:
-                results.append(result)
+    start = time.perf_counter()
+    for benchmark in selected:
+        kwargs = {"repeats": 2} if args.quick else {}
+        parameters = inspect.signature(benchmark).parameters
+        if args.quick and "num_examples" in parameters:
+            kwargs["num_examples"] = min(2_000, parameters["num_examples"].default)
+        result = benchmark(**kwargs)
+        # A benchmark returns one result, several (a list), or None (skipped).
+        if isinstance(result, dict):
+            results.append(result)
+        elif result is not None:
+            results.extend(result)
+    header["run_s"] = time.perf_counter() - start
+    header["load_average_after"] = _load_average()
 
     print(f"{header['date']} | backend {header['backend']} | device {header['device']} | {header['machine']}")
     print("| measurement | shape | reference | ours (s) | reference (s) | ratio | goal | met |")
@@ -85,6 +131,20 @@ def main():
             )
         if "agreement" in r:
             print(f"- {r['name']}: |ours - reference| = {r['agreement']:.2e}")
+        if "ratio_median" in r:
+            print(f"- {r['name']}: ratio of the medians {r['ratio_median']:.3f}")
+    printed = set()
+    for r in results:
+        for note in r.get("notes", ()):
+            # Rows measured together share their notes: print each once.
+            if note not in printed:
+                printed.add(note)
+                print(f"- {r['name']}: {note}")
+    print(
+        f"- total run time {header['run_s']:.1f} s; 1-minute load average "
+        f"{header['load_average_before']} before, {header['load_average_after']} after "
+        f"({os.cpu_count()} CPUs)"
+    )
     if args.out:
         with open(args.out, "w") as file:
             json.dump({"header": header, "results": results}, file, indent=2)

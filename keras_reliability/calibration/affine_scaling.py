@@ -7,7 +7,7 @@ from keras import ops
 from keras_reliability import registry
 from keras_reliability.calibration import lbfgs
 from keras_reliability.calibration.calibrator import Calibrator
-from keras_reliability.calibration.calibrator import check_number
+from keras_reliability.arguments import check_number
 from keras_reliability.calibration.calibrator import softmax_nll
 
 

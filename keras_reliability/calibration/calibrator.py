@@ -1,7 +1,5 @@
 """Base class of the post-hoc calibrators: a Keras layer with a `fit`."""
 
-import numbers
-
 import warnings
 
 import keras
@@ -15,20 +13,6 @@ from keras_reliability.metrics._inputs import outputs_are_probabilities
 # normal float32, so that genuine tiny probabilities (softmax outputs reach
 # 1e-23 on CIFAR) keep their log; only exact zeros are clipped.
 _PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
-
-
-def check_number(value, name, *, positive):
-    """Returns `value` as a float if it is a finite number > 0 (or >= 0)."""
-    valid = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and np.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-    )
-    if not valid:
-        accepted = "a positive number" if positive else "a number >= 0"
-        raise ValueError(f"`{name}` must be {accepted}; received {value!r}.")
-    return float(value)
 
 
 class Calibrator(keras.layers.Layer):

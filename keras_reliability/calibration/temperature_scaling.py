@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_reliability import registry
 from keras_reliability.calibration.calibrator import Calibrator
-from keras_reliability.calibration.calibrator import check_number
+from keras_reliability.arguments import check_number
 
 # Search range for the inverse temperature: T in [1e-4, 1e4].
 _MIN_INVERSE_TEMPERATURE = 1e-4

@@ -11,7 +11,7 @@ import numpy as np
 from keras_reliability import registry
 from keras_reliability.calibration import TemperatureScaling
 from keras_reliability.callbacks import tensorboard_images
-from keras_reliability.callbacks.arguments import check_positive_int
+from keras_reliability.arguments import check_positive_int
 from keras_reliability.callbacks.model_outputs import HeldOutData
 from keras_reliability.callbacks.model_outputs import model_outputs_logits
 from keras_reliability.metrics import expected_calibration_error

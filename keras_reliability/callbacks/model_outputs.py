@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_reliability.callbacks.arguments import check_positive_int
+from keras_reliability.arguments import check_positive_int
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
 # Examples in the forward pass that checks data and model at train begin.

@@ -7,5 +7,11 @@ this package is cheap. Install it with `pip install keras-reliability[plot]`.
 from keras_reliability.plotting._matplotlib import figure_to_png
 from keras_reliability.plotting.calibration_history import calibration_history
 from keras_reliability.plotting.reliability_diagram import reliability_diagram
+from keras_reliability.plotting.uncertainty_bands import uncertainty_bands
 
-__all__ = ["calibration_history", "figure_to_png", "reliability_diagram"]
+__all__ = [
+    "calibration_history",
+    "figure_to_png",
+    "reliability_diagram",
+    "uncertainty_bands",
+]
