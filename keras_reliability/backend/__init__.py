@@ -34,3 +34,22 @@ def argmax(x, axis=-1):
     if module is None:
         return ops.cast(ops.argmax(x, axis=axis), "int32")
     return module.argmax(x, axis)
+
+
+def input_gradient(loss_fn, x):
+    """Gradient of `sum(loss_fn(x))` with respect to the input `x`.
+
+    Args:
+        loss_fn: maps a batch of inputs (a backend tensor) to per-example
+            losses; it typically calls a model with `training=False`.
+        x: the batch of inputs (array or tensor).
+
+    Returns:
+        A backend tensor shaped like `x`.
+    """
+    module = _native_module()
+    if module is None:
+        raise NotImplementedError(
+            f"Input gradients are not implemented for the {keras.backend.backend()!r} backend."
+        )
+    return module.input_gradient(loss_fn, ops.convert_to_tensor(x))

@@ -1,3 +1,4 @@
 """Callbacks that log reliability diagnostics inside `model.fit`."""
 
 from keras_reliability.callbacks.calibration_callback import CalibrationCallback
+from keras_reliability.callbacks.ood_monitor import OODMonitorCallback

@@ -2,16 +2,15 @@
 
 import inspect
 import math
-import os
-import warnings
 
 import keras
 import numpy as np
 
 from keras_reliability import registry
 from keras_reliability.calibration import TemperatureScaling
-from keras_reliability.callbacks import tensorboard_images
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.callbacks.log_files import save_png
+from keras_reliability.callbacks.log_files import warn_on_overwrite
 from keras_reliability.callbacks.model_outputs import HeldOutData
 from keras_reliability.callbacks.model_outputs import model_outputs_logits
 from keras_reliability.metrics import expected_calibration_error
@@ -171,7 +170,7 @@ class CalibrationCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        self._warn_on_overwrite(logs)
+        warn_on_overwrite("CalibrationCallback", self.log_keys, logs, self._warned_keys)
         if (epoch + 1) % self.every != 0:
             values = {key: float("nan") for key in self.log_keys}
         else:
@@ -197,7 +196,7 @@ class CalibrationCallback(keras.callbacks.Callback):
         if not keys or all(math.isnan(v) for key in keys for v in self.history[key]):
             return
         figure = plotting.calibration_history(self.history, keys=keys)
-        self._save_png(plotting.figure_to_png(figure), "calibration_history.png")
+        save_png(self.log_dir, "calibration_history.png", plotting.figure_to_png(figure))
 
     def _compute(self, metric, labels, outputs, weights):
         if isinstance(metric, keras.metrics.Metric):
@@ -237,27 +236,13 @@ class CalibrationCallback(keras.callbacks.Callback):
         figure = plotting.reliability_diagram(
             bins=bins, title=f"Reliability diagram, epoch {epoch + 1}"
         )
-        png = plotting.figure_to_png(figure)
-        self._save_png(png, f"reliability_epoch_{epoch + 1:04d}.png")
-        tensorboard_images.write_png(
-            self.log_dir, "calibration/reliability_diagram", png, step=epoch
+        save_png(
+            self.log_dir,
+            f"reliability_epoch_{epoch + 1:04d}.png",
+            plotting.figure_to_png(figure),
+            tag="calibration/reliability_diagram",
+            step=epoch,
         )
-
-    def _save_png(self, png, filename):
-        os.makedirs(self.log_dir, exist_ok=True)
-        with open(os.path.join(self.log_dir, filename), "wb") as file:
-            file.write(png)
-
-    def _warn_on_overwrite(self, logs):
-        for key in self.log_keys:
-            if key in logs and key not in self._warned_keys:
-                self._warned_keys.add(key)
-                warnings.warn(
-                    f"CalibrationCallback overwrites the log key {key!r} that "
-                    "another metric or callback wrote; pass a different "
-                    "`prefix` to keep both.",
-                    stacklevel=2,
-                )
 
     def get_config(self):
         """Constructor arguments except `validation_data` (data is not saved)."""

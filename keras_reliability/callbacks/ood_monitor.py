@@ -1,0 +1,469 @@
+"""OODMonitorCallback: how well the model separates ID from OOD data, every epoch."""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_reliability import registry
+from keras_reliability.arguments import check_positive_int
+from keras_reliability.callbacks.log_files import save_png
+from keras_reliability.callbacks.log_files import warn_on_overwrite
+from keras_reliability.metrics.ood import evaluate_ood
+from keras_reliability.ood.features import feature_extractor
+from keras_reliability.ood.synthetic import describe_synthetic_sets
+from keras_reliability.ood.synthetic import synthetic_ood_sets
+
+DEFAULT_SCORERS = ("msp", "energy")
+# The metrics logged per scorer, as keys of `evaluate_ood`.
+METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+_OWNER = "OODMonitorCallback"
+# Examples of the in-distribution data run through the model at train begin.
+_PROBE_SIZE = 8
+
+
+@keras.saving.register_keras_serializable(package="keras_reliability")
+class OODMonitorCallback(keras.callbacks.Callback):
+    """Logs how well OOD scorers separate in- from out-of-distribution data.
+
+    At the end of every `every`-th epoch the callback scores the
+    in-distribution inputs and the OOD inputs with each scorer (higher score =
+    more OOD) and writes, per scorer `s`, `ood_<s>_auroc`, `ood_<s>_aupr_in`,
+    `ood_<s>_aupr_out` and `ood_<s>_fpr95` into `logs`, over all OOD sets
+    together; with several OOD sets it also writes `ood_<set>_<s>_auroc` per
+    set. Every key is written from the first epoch on (NaN on skipped epochs),
+    so History, CSVLogger, TensorBoard and `EarlyStopping(monitor=
+    "ood_energy_auroc", mode="max")` see them like compiled metrics; place the
+    callback before those in the list.
+
+    Scorers that read only logits and features share one forward pass over
+    the ID and OOD inputs; feature-based scorers (Mahalanobis, KNN, ViM,
+    ReAct) are refitted on `fit_data` at each scored epoch, with one more
+    forward pass. ODIN and Monte-Carlo scorers run their own passes.
+
+    Without `ood_data`, the callback builds synthetic OOD sets from the ID
+    inputs and says so in a warning: Gaussian and uniform noise, and blurred,
+    low-contrast and noisy copies of the ID inputs (see
+    `keras_reliability.ood.synthetic_ood_sets`). The corrupted copies are
+    dataset shift, not semantic novelty: expect lower AUROC there.
+
+    Data is checked in `on_train_begin`: mismatched shapes, a missing feature
+    layer or a model that does not output class scores raise before the
+    first epoch.
+
+    Args:
+        in_data: in-distribution inputs the model does not train on: an
+            array, a tuple whose first item holds the inputs (e.g. `(x, y)`),
+            or an iterable of such batches (read once, into memory, up to
+            `max_samples` examples).
+        ood_data: OOD inputs in the same forms, or a dict name -> inputs for
+            several OOD sets; None builds synthetic sets.
+        scorers: names or instances of OOD scorers (the `"ood_scorer"`
+            registry: `msp`, `maxlogit`, `energy`, `entropy`, `odin`,
+            `mahalanobis`, `knn`, `vim`, `react`, `mutual_information`, and
+            installed plugins). Log keys use the scorer's name.
+        every: score every this many epochs.
+        fit_data: training inputs, `(x, y)` or `x`, for scorers that need
+            fitting (labels are needed by Mahalanobis). Use a sample of the
+            training set.
+        plot_every: every this many epochs, draw ID-vs-OOD score histograms
+            per scorer and the ROC curves into `log_dir` (PNG files, and
+            TensorBoard images when TensorBoard is installed). None draws
+            nothing.
+        log_dir: directory for the plots; required with `plot_every`.
+        max_samples: use at most this many examples of `in_data`, of every
+            OOD set and of `fit_data` (the first ones).
+        batch_size: batch size of the forward passes.
+        synthetic_severity: severity, 1 to 5, of the synthetic corruptions.
+        seed: seed of the synthetic sets.
+        prefix: prefix of the log keys.
+
+    Example:
+
+    ```python
+    model.fit(
+        x_train, y_train, epochs=10,
+        callbacks=[
+            OODMonitorCallback(
+                x_val, ood_data=x_letters,
+                scorers=("msp", "energy", "mahalanobis"),
+                fit_data=(x_train[:5000], y_train[:5000]),
+            ),
+            keras.callbacks.EarlyStopping(monitor="ood_energy_auroc", mode="max"),
+        ],
+    )
+    ```
+
+    References:
+        Hendrycks and Gimpel, "A Baseline for Detecting Misclassified and
+        Out-of-Distribution Examples in Neural Networks", ICLR 2017.
+    """
+
+    def __init__(
+        self,
+        in_data,
+        ood_data=None,
+        scorers=DEFAULT_SCORERS,
+        every=1,
+        fit_data=None,
+        plot_every=None,
+        log_dir=None,
+        max_samples=None,
+        batch_size=None,
+        synthetic_severity=3,
+        seed=None,
+        prefix="ood_",
+    ):
+        super().__init__()
+        self.every = check_positive_int(every, "every", owner=_OWNER)
+        self.plot_every = check_positive_int(plot_every, "plot_every", allow_none=True, owner=_OWNER)
+        if self.plot_every is not None and not log_dir:
+            raise ValueError(
+                f"{_OWNER}: `log_dir` is required when `plot_every` is set; "
+                f"received log_dir={log_dir!r}."
+            )
+        self.log_dir = log_dir
+        self.max_samples = check_positive_int(max_samples, "max_samples", allow_none=True, owner=_OWNER)
+        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=True, owner=_OWNER)
+        self.synthetic_severity = synthetic_severity
+        self.seed = seed
+        self.prefix = prefix
+        self.scorer_identifiers = _check_scorer_list(scorers)
+        self.scorers = {}
+        for identifier in self.scorer_identifiers:
+            scorer = registry.get("ood_scorer", identifier)
+            key = _scorer_key(identifier, scorer)
+            if key in self.scorers:
+                raise ValueError(f"{_OWNER}: `scorers` holds {key!r} twice; give the scorers distinct names.")
+            self.scorers[key] = scorer
+
+        self.x_in, _ = _inputs(in_data, "in_data", self.max_samples)
+        if ood_data is None:
+            self.ood_sets = None
+        elif isinstance(ood_data, dict):
+            if not ood_data:
+                raise ValueError(f"{_OWNER}: `ood_data` is an empty dict.")
+            self.ood_sets = {
+                str(name): _inputs(data, f"ood_data[{name!r}]", self.max_samples)[0]
+                for name, data in ood_data.items()
+            }
+        else:
+            self.ood_sets = {"ood": _inputs(ood_data, "ood_data", self.max_samples)[0]}
+        self._check_example_shapes()
+
+        needs_fit = [key for key, scorer in self.scorers.items() if getattr(scorer, "requires_fit", False)]
+        if needs_fit and fit_data is None:
+            raise ValueError(
+                f"{_OWNER}: the scorers {needs_fit} learn from training data; pass "
+                "`fit_data=(x_train, y_train)` (a sample of the training set)."
+            )
+        self.x_fit = self.y_fit = None
+        if fit_data is not None:
+            self.x_fit, self.y_fit = _inputs(fit_data, "fit_data", self.max_samples)
+            needs_labels = [
+                key for key in needs_fit if getattr(self.scorers[key], "requires_labels", False)
+            ]
+            if needs_labels and self.y_fit is None:
+                raise ValueError(
+                    f"{_OWNER}: the scorers {needs_labels} need class labels: pass "
+                    "`fit_data=(x_train, y_train)`, not inputs alone."
+                )
+        self._warned_keys = set()
+        self.history = {}
+        self.latest_scores = {}
+
+    # Keys ------------------------------------------------------------------
+
+    @property
+    def log_keys(self):
+        """The keys this callback writes into `logs`, in order."""
+        keys = [f"{self.prefix}{s}_{metric}" for s in self.scorers for metric in METRICS]
+        sets = self.ood_sets or {}
+        if len(sets) > 1:
+            keys += [f"{self.prefix}{name}_{s}_auroc" for name in sets for s in self.scorers]
+        return keys
+
+    # Callback hooks --------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if self.ood_sets is None:
+            self.ood_sets = synthetic_ood_sets(
+                self.x_in, severity=self.synthetic_severity, seed=self.seed
+            )
+            warnings.warn(
+                f"{_OWNER}: no `ood_data` given; scoring against synthetic OOD "
+                f"sets built from `in_data`: "
+                f"{describe_synthetic_sets(list(self.ood_sets), self.synthetic_severity)}.",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._check_model_input_shape()
+        self.history = {key: [] for key in self.log_keys}
+        probe = self._shared_extractor().predict(self.x_in[:_PROBE_SIZE], batch_size=self.batch_size)
+        for scorer in self._shared_scorers().values():
+            # Refuses log-probabilities for scorers that need exact logits.
+            scorer.logits(probe)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        warn_on_overwrite(_OWNER, self.log_keys, logs, self._warned_keys)
+        if (epoch + 1) % self.every != 0:
+            values = {key: float("nan") for key in self.log_keys}
+        else:
+            self._fit_scorers()
+            self.latest_scores = self._scores()
+            values = self._metrics(self.latest_scores)
+            if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
+                self._plot(epoch, self.latest_scores)
+        logs.update(values)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+
+    # Scoring ---------------------------------------------------------------
+
+    def _shared_scorers(self):
+        return {
+            key: scorer
+            for key, scorer in self.scorers.items()
+            if getattr(scorer, "shares_forward_pass", False)
+        }
+
+    def _shared_extractor(self, scorers=None):
+        scorers = self._shared_scorers() if scorers is None else scorers
+        layers = [layer for scorer in scorers.values() for layer in scorer.feature_layers()]
+        return feature_extractor(self.model, layers, _OWNER)
+
+    def _fit_scorers(self):
+        fitting = {
+            key: scorer
+            for key, scorer in self.scorers.items()
+            if getattr(scorer, "requires_fit", False)
+        }
+        if not fitting:
+            return
+        shared = {key: scorer for key, scorer in fitting.items() if hasattr(scorer, "fit_outputs")}
+        if shared:
+            outputs = self._shared_extractor(shared).predict(self.x_fit, batch_size=self.batch_size)
+            for scorer in shared.values():
+                scorer.fit_outputs(outputs, self.y_fit)
+        for key, scorer in fitting.items():
+            if key not in shared:
+                scorer.fit(self.model, self.x_fit, self.y_fit, batch_size=self.batch_size)
+
+    def _scores(self):
+        """`{scorer: (scores_in, {set: scores_out})}` for every scorer."""
+        names = list(self.ood_sets)
+        parts = [self.x_in] + [self.ood_sets[name] for name in names]
+        bounds = np.cumsum([0] + [len(part) for part in parts])
+        scores = {}
+        shared = self._shared_scorers()
+        if shared:
+            # One forward pass over ID and every OOD set for all of them.
+            outputs = self._shared_extractor(shared).predict(
+                np.concatenate(parts), batch_size=self.batch_size
+            )
+            for key, scorer in shared.items():
+                scores[key] = _split(np.asarray(scorer.score_outputs(outputs)), bounds, names)
+        for key, scorer in self.scorers.items():
+            if key not in shared:
+                per_part = [np.asarray(scorer.score(self.model, part, batch_size=self.batch_size)) for part in parts]
+                scores[key] = (per_part[0], dict(zip(names, per_part[1:])))
+        return {key: scores[key] for key in self.scorers}
+
+    def _metrics(self, scores):
+        values = {}
+        for key, (scores_in, per_set) in scores.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pooled = evaluate_ood(scores_in, np.concatenate(list(per_set.values())))
+                per_set_auroc = (
+                    {name: evaluate_ood(scores_in, out)["auroc"] for name, out in per_set.items()}
+                    if len(per_set) > 1
+                    else {}
+                )
+            if caught:
+                warnings.warn(
+                    f"{_OWNER}: scorer {key!r} gave the same score to every "
+                    "input, so its OOD metrics are undefined and logged as NaN.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            for metric in METRICS:
+                values[f"{self.prefix}{key}_{metric}"] = pooled[metric]
+            for name, auroc in per_set_auroc.items():
+                values[f"{self.prefix}{name}_{key}_auroc"] = auroc
+        return values
+
+    def _plot(self, epoch, scores):
+        from keras_reliability import plotting
+
+        curves = {}
+        for key, (scores_in, per_set) in scores.items():
+            scores_out = np.concatenate(list(per_set.values()))
+            curves[key] = (scores_in, scores_out)
+            if np.ptp(np.concatenate([scores_in, scores_out])) == 0:
+                continue
+            figure = plotting.ood_score_histogram(
+                scores_in, scores_out, name=key, title=f"{key} scores, epoch {epoch + 1}"
+            )
+            save_png(
+                self.log_dir,
+                f"ood_{key}_histogram_epoch_{epoch + 1:04d}.png",
+                plotting.figure_to_png(figure),
+                tag=f"ood/{key}_histogram",
+                step=epoch,
+            )
+        figure = plotting.ood_roc_curves(curves, title=f"OOD ROC curves, epoch {epoch + 1}")
+        save_png(
+            self.log_dir,
+            f"ood_roc_epoch_{epoch + 1:04d}.png",
+            plotting.figure_to_png(figure),
+            tag="ood/roc_curves",
+            step=epoch,
+        )
+
+    # Checks ----------------------------------------------------------------
+
+    def _check_example_shapes(self):
+        expected = self.x_in.shape[1:]
+        for name, x in (self.ood_sets or {}).items():
+            if x.shape[1:] != expected:
+                raise ValueError(
+                    f"{_OWNER}: OOD set {name!r} has examples of shape {x.shape[1:]}, "
+                    f"but `in_data` has examples of shape {expected}."
+                )
+
+    def _check_model_input_shape(self):
+        inputs = getattr(self.model, "inputs", None)
+        if not inputs:
+            return
+        if len(inputs) != 1:
+            raise ValueError(f"{_OWNER}: the model must have one input; it has {len(inputs)}.")
+        expected = tuple(inputs[0].shape[1:])
+        for name, x in [("in_data", self.x_in)] + [
+            (f"OOD set {name!r}", x) for name, x in self.ood_sets.items()
+        ]:
+            shape = x.shape[1:]
+            if len(shape) != len(expected) or any(
+                e is not None and e != s for e, s in zip(expected, shape)
+            ):
+                raise ValueError(
+                    f"{_OWNER}: {name} has examples of shape {shape}, but the "
+                    f"model expects inputs of shape {expected}."
+                )
+
+    # Serialization ---------------------------------------------------------
+
+    def get_config(self):
+        """Constructor arguments except the data (data is not saved)."""
+        return {
+            "scorers": [
+                identifier if isinstance(identifier, str) else keras.saving.serialize_keras_object(identifier)
+                for identifier in self.scorer_identifiers
+            ],
+            "every": self.every,
+            "plot_every": self.plot_every,
+            "log_dir": self.log_dir,
+            "max_samples": self.max_samples,
+            "batch_size": self.batch_size,
+            "synthetic_severity": self.synthetic_severity,
+            "seed": self.seed,
+            "prefix": self.prefix,
+        }
+
+    @classmethod
+    def from_config(cls, config, in_data=None, ood_data=None, fit_data=None):
+        """Rebuilds the callback; the data must be passed again."""
+        if in_data is None:
+            raise ValueError(f"{_OWNER}.from_config needs `in_data`: data is not part of the config.")
+        config = dict(config)
+        config["scorers"] = [
+            identifier if isinstance(identifier, str) else keras.saving.deserialize_keras_object(identifier)
+            for identifier in config.get("scorers", DEFAULT_SCORERS)
+        ]
+        return cls(in_data, ood_data=ood_data, fit_data=fit_data, **config)
+
+
+def _check_scorer_list(scorers):
+    if isinstance(scorers, str) or not isinstance(scorers, (list, tuple)) or not scorers:
+        raise ValueError(
+            f"{_OWNER}: `scorers` must be a non-empty list or tuple of scorer "
+            f"names or objects; received {scorers!r}."
+        )
+    return tuple(scorers)
+
+
+def _scorer_key(identifier, scorer):
+    if isinstance(identifier, str):
+        return identifier.lower()
+    name = getattr(scorer, "name", None)
+    if not name:
+        raise ValueError(f"{_OWNER}: a scorer object in `scorers` needs a `name`; received {scorer!r}.")
+    return name
+
+
+def _inputs(data, argument, max_samples):
+    """`(x, y)` numpy arrays from an array, a tuple or an iterable of batches."""
+    if isinstance(data, tuple):
+        if not 1 <= len(data) <= 3:
+            raise ValueError(
+                f"{_OWNER}: `{argument}` must be inputs, (x, y) or (x, y, "
+                f"sample_weight); received a tuple of {len(data)} items."
+            )
+        x, y = data[0], (data[1] if len(data) > 1 else None)
+    elif _is_array(data):
+        x, y = data, None
+    elif data is not None and hasattr(data, "__iter__") and not isinstance(data, (str, dict)):
+        x, y = _read_batches(data, argument, max_samples)
+    else:
+        raise ValueError(
+            f"{_OWNER}: `{argument}` must be an array, a tuple (x, y) or an "
+            f"iterable of batches; received {type(data).__name__}."
+        )
+    if keras.tree.is_nested(x):
+        raise ValueError(
+            f"{_OWNER}: `{argument}` must hold one input array; models with "
+            "several inputs are not supported."
+        )
+    x = np.asarray(keras.ops.convert_to_numpy(x))
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(
+            f"{_OWNER}: `{argument}` must hold at least one example of shape "
+            f"(num_examples, ...); received shape {x.shape}."
+        )
+    if y is not None:
+        y = np.asarray(keras.ops.convert_to_numpy(y))
+        if len(y) != len(x):
+            raise ValueError(f"{_OWNER}: `{argument}` has {len(x)} inputs but {len(y)} labels.")
+    if max_samples is not None:
+        x = x[:max_samples]
+        y = None if y is None else y[:max_samples]
+    return x, y
+
+
+def _is_array(data):
+    return isinstance(data, np.ndarray) or (
+        hasattr(data, "shape") and hasattr(data, "dtype") and not hasattr(data, "element_spec")
+    )
+
+
+def _read_batches(batches, argument, max_samples):
+    inputs, labels, seen = [], [], 0
+    for batch in batches:
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        inputs.append(np.asarray(keras.ops.convert_to_numpy(x)))
+        if y is not None:
+            labels.append(np.asarray(keras.ops.convert_to_numpy(y)))
+        seen += len(inputs[-1])
+        if max_samples is not None and seen >= max_samples:
+            break
+    if not inputs:
+        raise ValueError(f"{_OWNER}: `{argument}` yields no batch.")
+    return np.concatenate(inputs), (np.concatenate(labels) if len(labels) == len(inputs) else None)
+
+
+def _split(scores, bounds, names):
+    parts = [scores[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    return parts[0], dict(zip(names, parts[1:]))

@@ -1,0 +1,346 @@
+"""One forward pass that returns a classifier's logits and hidden features.
+
+Every OOD scorer reads the same two things from a model: its logits (the
+pre-softmax outputs) and, for feature-based scorers, the output of a hidden
+layer. `FeatureExtractor` computes all of them in one compiled
+`predict` pass, so several scorers share the pass; and `head` maps features
+of a layer back to logits (ReAct clips features, then needs new logits).
+
+A model whose last layer ends in a softmax (or sigmoid) still yields its
+logits: the last layer is run once more with its activation removed, on the
+input the model gave it. Models whose last layer cannot be treated that way
+yield log-probabilities instead, which are logits up to a per-example
+constant: enough for shift-invariant scorers (MSP, entropy, ODIN), refused
+by the others.
+"""
+
+import collections
+
+import keras
+import numpy as np
+
+from keras_reliability.arguments import check_positive_int
+from keras_reliability.metrics._inputs import outputs_are_probabilities
+
+_CACHE_SIZE = 8
+_extractors = collections.OrderedDict()
+
+
+class ModelOutputs:
+    """A model's logits and hidden features on a set of inputs (numpy).
+
+    Attributes:
+        logits: `(N, K)` float array of logits, or of log-probabilities when
+            `exact_logits` is False.
+        exact_logits: whether `logits` are the model's logits (False: they are
+            log-probabilities, equal to the logits up to a constant per row).
+        features: dict layer name -> `(N, ...)` float array.
+        extractor: the `FeatureExtractor` that produced them (for `head`).
+    """
+
+    def __init__(self, logits, exact_logits, features, extractor):
+        self.logits = logits
+        self.exact_logits = exact_logits
+        self.features = features
+        self.extractor = extractor
+
+    def __len__(self):
+        return len(self.logits)
+
+    def take(self, indices):
+        """The outputs of the examples at `indices` (a slice or index array)."""
+        return ModelOutputs(
+            self.logits[indices],
+            self.exact_logits,
+            {name: value[indices] for name, value in self.features.items()},
+            self.extractor,
+        )
+
+    @staticmethod
+    def concatenate(parts):
+        """The outputs of several input sets, one after another."""
+        first = parts[0]
+        return ModelOutputs(
+            np.concatenate([part.logits for part in parts]),
+            first.exact_logits,
+            {
+                name: np.concatenate([part.features[name] for part in parts])
+                for name in first.features
+            },
+            first.extractor,
+        )
+
+
+def resolve_layer(model, layer, owner):
+    """The layer of `model` named (str) or indexed (int) by `layer`.
+
+    None means the penultimate representation: the input of the last layer.
+    Returns the layer whose *output* is the feature, or None for the input of
+    the last layer.
+    """
+    if layer is None:
+        return None
+    layers = _layers(model, owner)
+    if isinstance(layer, str):
+        for candidate in layers:
+            if candidate.name == layer:
+                return candidate
+        names = ", ".join(repr(candidate.name) for candidate in layers)
+        raise ValueError(
+            f"{owner}: `feature_layer` {layer!r} is not a layer of model "
+            f"{model.name!r}. Its layers: {names}."
+        )
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -len(layers) <= layer < len(layers):
+            raise ValueError(
+                f"{owner}: `feature_layer` index {layer} is out of range for "
+                f"model {model.name!r}, which has {len(layers)} layers."
+            )
+        return layers[layer]
+    raise ValueError(
+        f"{owner}: `feature_layer` must be a layer name, an index or None; "
+        f"received {layer!r}."
+    )
+
+
+def feature_key(model, layer, owner):
+    """The key under which `ModelOutputs.features` holds `layer`'s output."""
+    resolved = resolve_layer(model, layer, owner)
+    return _PENULTIMATE if resolved is None else resolved.name
+
+
+# Key of the input of the last layer, the default feature.
+_PENULTIMATE = "<penultimate>"
+
+
+def _layers(model, owner):
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{owner}: `model` must be a keras.Model; received {type(model).__name__}.")
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _symbolic_graph(model, owner):
+    """Checks that `model` is functional or Sequential (has symbolic inputs)."""
+    try:
+        inputs = model.inputs
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
+        raise ValueError(
+            f"{owner}: reading features needs a functional or Sequential model "
+            f"with a known input shape; model {model.name!r} "
+            f"({type(model).__name__}) has no symbolic inputs. Build it with "
+            "`keras.Input`, or score it with a logit-based scorer."
+        )
+    if len(outputs) != 1:
+        raise ValueError(
+            f"{owner}: the model must have one output of class scores; model "
+            f"{model.name!r} has {len(outputs)} outputs."
+        )
+    return inputs, outputs[0]
+
+
+class _ExtractorModel(keras.Model):
+    """Returns `{"logits": ..., <feature key>: ...}` in one call."""
+
+    def __init__(self, graph, last_layer, linearise):
+        super().__init__(name="feature_extractor")
+        self.graph = graph
+        self.last_layer = last_layer
+        self.linearise = linearise
+
+    def call(self, inputs):
+        outputs = self.graph(inputs, training=False)
+        last_input = outputs.pop("<last_input>", None)
+        if self.linearise:
+            outputs["logits"] = run_without_activation(self.last_layer, last_input)
+        return outputs
+
+
+def run_without_activation(layer, inputs):
+    """Calls `layer` on `inputs` with its activation replaced by identity."""
+    activation = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        return layer(inputs, training=False)
+    finally:
+        layer.activation = activation
+
+
+def _ends_in_probabilities(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "")
+    return name if name in ("softmax", "sigmoid") else None
+
+
+class FeatureExtractor:
+    """Compiled forward pass returning logits and chosen hidden features.
+
+    Args:
+        model: a classifier; feature layers need a functional or Sequential
+            model.
+        feature_layers: layer names, indices or None (the input of the last
+            layer) whose outputs to return.
+        owner: name for error messages.
+    """
+
+    def __init__(self, model, feature_layers=(), owner="FeatureExtractor"):
+        self.model = model
+        self.owner = owner
+        self.keys = []
+        self._feature_layers = []
+        for layer in feature_layers:
+            key = feature_key(model, layer, owner)
+            if key not in self.keys:
+                self.keys.append(key)
+                self._feature_layers.append(resolve_layer(model, layer, owner))
+        self._build()
+
+    def _build(self):
+        layers = _layers(self.model, self.owner)
+        last = layers[-1] if layers else None
+        kind = _ends_in_probabilities(last) if last is not None else None
+        self._last = last
+        self._softmax_inside = False
+        if not self.keys and kind is None:
+            # The model outputs logits and no feature is needed: the model
+            # itself is the pass.
+            self._predictor = None
+            return
+        inputs, output = _symbolic_graph(self.model, self.owner)
+        outputs = {}
+        linearise = kind is not None and not isinstance(last, keras.layers.Softmax)
+        if kind is None:
+            outputs["logits"] = output
+        elif linearise:
+            outputs["<last_input>"] = last.input
+        else:
+            outputs["logits"] = last.input
+        for key, layer in zip(self.keys, self._feature_layers):
+            outputs[key] = last.input if layer is None else layer.output
+        self._predictor = _ExtractorModel(keras.Model(inputs, outputs), last, linearise)
+
+    def predict(self, x, batch_size=None):
+        """`ModelOutputs` of the model on inputs `x` (anything predict takes)."""
+        batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+        if self._predictor is None:
+            outputs = {"logits": self.model.predict(x, batch_size=batch_size, verbose=0)}
+        else:
+            outputs = self._predictor.predict(x, batch_size=batch_size, verbose=0)
+        logits = _class_scores(outputs.pop("logits"), self.owner, self.model)
+        if self._predictor is None:
+            # A model that applies softmax inside its own code: only
+            # log-probabilities can be had.
+            self._softmax_inside = outputs_are_probabilities(logits)
+        exact_logits = not self._softmax_inside
+        if self._softmax_inside:
+            logits = np.log(np.clip(logits, np.finfo(np.float32).tiny, None))
+        features = {key: np.asarray(outputs[key], dtype=np.float32) for key in self.keys}
+        return ModelOutputs(logits, exact_logits, features, self)
+
+    def logits_tensor(self, x):
+        """Differentiable logits of a batch `x`, as a backend tensor.
+
+        Log-probabilities stand in for the logits of a model that applies
+        its softmax inside its own code (equal up to a constant per row);
+        that is detected by the last `predict`, which must come first.
+        """
+        if self._predictor is not None:
+            return self._predictor(x)["logits"]
+        outputs = self.model(x, training=False)
+        if self._softmax_inside:
+            return keras.ops.log(keras.ops.maximum(outputs, np.finfo(np.float32).tiny))
+        return outputs
+
+    def head(self, key, features, batch_size=None):
+        """Logits computed from the features of `key` by the layers after it.
+
+        Supported for the input of the last layer (the default feature) and
+        for any layer of a model whose layers form a single chain.
+        """
+        layers = self._head_layers(key)
+
+        def forward(h):
+            h = keras.ops.convert_to_tensor(h)
+            for layer in layers[:-1]:
+                h = layer(h, training=False)
+            last = layers[-1]
+            if isinstance(last, keras.layers.Softmax):
+                return h
+            if _ends_in_probabilities(last):
+                return run_without_activation(last, h)
+            return last(h, training=False)
+
+        batch_size = batch_size or 1024
+        logits = [
+            keras.ops.convert_to_numpy(forward(features[start : start + batch_size]))
+            for start in range(0, len(features), batch_size)
+        ]
+        return np.concatenate(logits).astype(np.float32)
+
+    def _head_layers(self, key):
+        layers = _layers(self.model, self.owner)
+        if key == _PENULTIMATE:
+            return layers[-1:]
+        names = [layer.name for layer in layers]
+        position = names.index(key)
+        head = layers[position + 1 :]
+        previous = layers[position]
+        for layer in head:
+            if _single_input(layer) is not _single_output(previous):
+                raise ValueError(
+                    f"{self.owner}: the layers after {key!r} do not form a "
+                    "single chain, so logits cannot be recomputed from its "
+                    "features. Use the default `feature_layer=None` (the input "
+                    "of the last layer)."
+                )
+            previous = layer
+        return head
+
+
+def _single_input(layer):
+    try:
+        return layer.input
+    except (AttributeError, ValueError):
+        return None
+
+
+def _single_output(layer):
+    try:
+        return layer.output
+    except (AttributeError, ValueError):
+        return object()
+
+
+def _class_scores(outputs, owner, model):
+    if not isinstance(outputs, np.ndarray):
+        raise ValueError(
+            f"{owner}: the model must have one output of class scores; model "
+            f"{model.name!r} returned {type(outputs).__name__}."
+        )
+    if outputs.ndim != 2 or outputs.shape[-1] < 2:
+        raise ValueError(
+            f"{owner}: the model must output class scores of shape (batch, "
+            f"num_classes) with num_classes >= 2; model {model.name!r} outputs "
+            f"shape {outputs.shape}."
+        )
+    outputs = outputs.astype(np.float32)
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError(f"{owner}: model {model.name!r} returned NaN or infinite outputs.")
+    return outputs
+
+
+def feature_extractor(model, feature_layers=(), owner="FeatureExtractor"):
+    """A cached `FeatureExtractor` (rebuilding one recompiles predict)."""
+    keys = tuple(feature_key(model, layer, owner) for layer in feature_layers)
+    cache_key = (id(model), tuple(sorted(set(keys))))
+    extractor = _extractors.pop(cache_key, None)
+    if extractor is None or extractor.model is not model:
+        extractor = FeatureExtractor(model, feature_layers, owner)
+    _extractors[cache_key] = extractor
+    while len(_extractors) > _CACHE_SIZE:
+        _extractors.popitem(last=False)
+    return extractor
