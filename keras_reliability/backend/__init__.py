@@ -36,20 +36,27 @@ def argmax(x, axis=-1):
     return module.argmax(x, axis)
 
 
-def input_gradient(loss_fn, x):
-    """Gradient of `sum(loss_fn(x))` with respect to the input `x`.
+def input_gradient_function(model, loss):
+    """A compiled function returning the gradient of a loss w.r.t. the inputs.
+
+    The model runs with `training=False` and its current weights at every
+    call (weights are inputs of the compiled function, not constants), so the
+    function stays valid while the model trains.
 
     Args:
-        loss_fn: maps a batch of inputs (a backend tensor) to per-example
-            losses; it typically calls a model with `training=False`.
-        x: the batch of inputs (array or tensor).
+        model: a `keras.Model` (or layer) mapping a batch of inputs to outputs.
+        loss: `loss(outputs, *args)` -> per-example losses, written with
+            `keras.ops`; `args` are extra tensors (e.g. labels).
 
     Returns:
-        A backend tensor shaped like `x`.
+        `gradient(x, *args)`: the gradient of `sum(loss(model(x), *args))`
+        with respect to `x`, a backend tensor shaped like `x`. Compiled with
+        `jax.jit` on JAX and `tf.function` on TensorFlow; eager autograd on
+        PyTorch.
     """
     module = _native_module()
     if module is None:
         raise NotImplementedError(
             f"Input gradients are not implemented for the {keras.backend.backend()!r} backend."
         )
-    return module.input_gradient(loss_fn, ops.convert_to_tensor(x))
+    return module.input_gradient_function(model, loss)

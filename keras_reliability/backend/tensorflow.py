@@ -7,8 +7,15 @@ def argmax(x, axis):
     return tf.argmax(x, axis=axis, output_type=tf.int32)
 
 
-def input_gradient(loss_fn, x):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.reduce_sum(loss_fn(x))
-    return tape.gradient(loss, x)
+def input_gradient_function(model, loss):
+    @tf.function(reduce_retracing=True)
+    def gradient(x, *args):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = tf.reduce_sum(loss(model(x, training=False), *args))
+        return tape.gradient(value, x)
+
+    def call(x, *args):
+        return gradient(tf.convert_to_tensor(x, tf.float32), *args)
+
+    return call

@@ -8,9 +8,12 @@ def argmax(x, axis):
     return torch.argmax(ops.convert_to_tensor(x), dim=axis).to(torch.int32)
 
 
-def input_gradient(loss_fn, x):
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = loss_fn(x).sum()
-        (gradient,) = torch.autograd.grad(loss, x)
-    return gradient
+def input_gradient_function(model, loss):
+    def call(x, *args):
+        x = ops.convert_to_tensor(x, "float32").detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = loss(model(x, training=False), *args).sum()
+            (gradient,) = torch.autograd.grad(value, x)
+        return gradient
+
+    return call

@@ -19,5 +19,12 @@ from keras_reliability.metrics.calibration_metrics import MaxCalibrationError
 from keras_reliability.metrics.calibration_metrics import (
     RootMeanSquareCalibrationError,
 )
+from keras_reliability.metrics.ood import detection_error
+from keras_reliability.metrics.ood import evaluate_ood
+from keras_reliability.metrics.ood import fpr_at_tpr
+from keras_reliability.metrics.ood import ood_aupr_in
+from keras_reliability.metrics.ood import ood_aupr_out
+from keras_reliability.metrics.ood import ood_auroc
+from keras_reliability.metrics.ood import ood_roc_curve
 from keras_reliability.metrics.reliability_bins import ReliabilityBins
 from keras_reliability.metrics.smooth_ece import smooth_calibration_error

@@ -158,6 +158,23 @@ class _ExtractorModel(keras.Model):
         return outputs
 
 
+class _LogitsModel(keras.Model):
+    """The logits of a model or of an `_ExtractorModel`, alone."""
+
+    def __init__(self, network, softmax_inside):
+        super().__init__(name="logits")
+        self.network = network
+        self.softmax_inside = softmax_inside
+
+    def call(self, inputs):
+        outputs = self.network(inputs, training=False)
+        if isinstance(outputs, dict):
+            return outputs["logits"]
+        if self.softmax_inside:
+            return keras.ops.log(keras.ops.maximum(outputs, np.finfo(np.float32).tiny))
+        return outputs
+
+
 def run_without_activation(layer, inputs):
     """Calls `layer` on `inputs` with its activation replaced by identity."""
     activation = layer.activation
@@ -205,6 +222,7 @@ class FeatureExtractor:
         kind = _ends_in_probabilities(last) if last is not None else None
         self._last = last
         self._softmax_inside = False
+        self._logits_model = None
         if not self.keys and kind is None:
             # The model outputs logits and no feature is needed: the model
             # itself is the pass.
@@ -234,26 +252,26 @@ class FeatureExtractor:
         if self._predictor is None:
             # A model that applies softmax inside its own code: only
             # log-probabilities can be had.
-            self._softmax_inside = outputs_are_probabilities(logits)
+            softmax_inside = outputs_are_probabilities(logits)
+            if softmax_inside != self._softmax_inside:
+                self._softmax_inside = softmax_inside
+                self._logits_model = None
         exact_logits = not self._softmax_inside
         if self._softmax_inside:
             logits = np.log(np.clip(logits, np.finfo(np.float32).tiny, None))
         features = {key: np.asarray(outputs[key], dtype=np.float32) for key in self.keys}
         return ModelOutputs(logits, exact_logits, features, self)
 
-    def logits_tensor(self, x):
-        """Differentiable logits of a batch `x`, as a backend tensor.
+    def logits_model(self):
+        """A `keras.Model` mapping inputs to logits, for input gradients.
 
         Log-probabilities stand in for the logits of a model that applies
         its softmax inside its own code (equal up to a constant per row);
-        that is detected by the last `predict`, which must come first.
+        that is detected by `predict`, which must run first.
         """
-        if self._predictor is not None:
-            return self._predictor(x)["logits"]
-        outputs = self.model(x, training=False)
-        if self._softmax_inside:
-            return keras.ops.log(keras.ops.maximum(outputs, np.finfo(np.float32).tiny))
-        return outputs
+        if self._logits_model is None:
+            self._logits_model = _LogitsModel(self._predictor or self.model, self._softmax_inside)
+        return self._logits_model
 
     def head(self, key, features, batch_size=None):
         """Logits computed from the features of `key` by the layers after it.

@@ -56,26 +56,34 @@ class ODIN(OODScorer):
         if len(x) == 0:
             raise ValueError("ODIN: `x` is empty.")
         x = x.astype(np.float32)
-        # Checks the outputs (class scores, softmax inside the model or not).
-        extractor.predict(x[:batch_size], batch_size=batch_size)
-        scores = [
-            self._score_batch(extractor, x[start : start + batch_size])
-            for start in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(scores)
-
-    def _score_batch(self, extractor, x):
-        temperature = self.temperature
         if self.epsilon > 0:
+            # Checks the outputs (class scores, softmax inside the model or not).
+            extractor.predict(x[:batch_size], batch_size=batch_size)
+            gradient = self._gradient_function(extractor)
+            x = np.concatenate(
+                [
+                    batch - self.epsilon * np.sign(ops.convert_to_numpy(gradient(batch)))
+                    for batch in np.array_split(x, max(1, -(-len(x) // batch_size)))
+                ]
+            )
+        logits = extractor.predict(x, batch_size=batch_size).logits.astype(np.float64)
+        return -softmax(logits / self.temperature).max(axis=-1)
 
-            def loss(inputs):
-                scaled = extractor.logits_tensor(inputs) / temperature
-                return -ops.max(ops.log_softmax(scaled, axis=-1), axis=-1)
+    def _gradient_function(self, extractor):
+        # Compiling the gradient is the costly part: keep it per extractor.
+        cached = getattr(self, "_gradient", None)
+        if cached is None or cached[0] is not extractor:
+            temperature = self.temperature
 
-            gradient = backend.input_gradient(loss, x)
-            x = ops.convert_to_tensor(x) - self.epsilon * ops.sign(gradient)
-        logits = ops.convert_to_numpy(extractor.logits_tensor(x)).astype(np.float64)
-        return -softmax(logits / temperature).max(axis=-1)
+            def loss(logits):
+                # -log S_yhat(x; T), the loss whose descent raises the score.
+                return -ops.max(ops.log_softmax(logits / temperature, axis=-1), axis=-1)
+
+            cached = self._gradient = (
+                extractor,
+                backend.input_gradient_function(extractor.logits_model(), loss),
+            )
+        return cached[1]
 
     def score_outputs(self, outputs):
         raise NotImplementedError("ODIN runs its own passes: call `score(model, x)`.")

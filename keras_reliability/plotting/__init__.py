@@ -6,12 +6,16 @@ this package is cheap. Install it with `pip install keras-reliability[plot]`.
 
 from keras_reliability.plotting._matplotlib import figure_to_png
 from keras_reliability.plotting.calibration_history import calibration_history
+from keras_reliability.plotting.ood import ood_roc_curves
+from keras_reliability.plotting.ood import ood_score_histogram
 from keras_reliability.plotting.reliability_diagram import reliability_diagram
 from keras_reliability.plotting.uncertainty_bands import uncertainty_bands
 
 __all__ = [
     "calibration_history",
     "figure_to_png",
+    "ood_roc_curves",
+    "ood_score_histogram",
     "reliability_diagram",
     "uncertainty_bands",
 ]
