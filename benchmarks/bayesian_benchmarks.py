@@ -20,66 +20,15 @@ import time
 
 import keras
 import numpy as np
+from timing import device_kind as _device
+from timing import row as _row
+from timing import times as _times
 
 from keras_reliability.layers import DenseFlipout
 from keras_reliability.layers import DenseReparameterization
 from keras_reliability.layers import MCDropout
 from keras_reliability.uncertainty import PredictiveUncertainty
 from keras_reliability.uncertainty import predict_with_uncertainty
-
-
-def _times(functions, repeats):
-    """Runs the functions alternately `repeats` times; all seconds of each."""
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[index].append(time.perf_counter() - start)
-    return [np.asarray(t) for t in times]
-
-
-def _device():
-    """'gpu' or 'cpu': where Keras runs the computation on this backend."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return "gpu" if jax.default_backend() in ("gpu", "cuda", "rocm") else jax.default_backend()
-    if backend == "torch":
-        import torch
-
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    return "unknown"
-
-
-def _row(name, shape, reference, ours, ref, goal, met, speed_up=False, **extra):
-    """One result: `ratio` is ours / reference, or reference / ours for a speed-up."""
-    ratio = float(np.min(ref) / np.min(ours)) if speed_up else float(np.min(ours) / np.min(ref))
-    ratio_median = (
-        float(np.median(ref) / np.median(ours))
-        if speed_up
-        else float(np.median(ours) / np.median(ref))
-    )
-    row = {
-        "name": name,
-        "backend": keras.backend.backend(),
-        "device": _device(),
-        "shape": shape,
-        "reference": reference,
-        "reference_s": float(np.min(ref)),
-        "ours_s": float(np.min(ours)),
-        "ratio": ratio,
-        "ratio_median": ratio_median,
-        "goal": goal,
-        "met": bool(met(ratio)),
-    }
-    row.update(extra)
-    return row
 
 
 # Training step.

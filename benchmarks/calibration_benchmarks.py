@@ -5,7 +5,6 @@ interleaved runs: on a shared machine noise only ever adds time), their
 ratio and the goal the ratio is compared with.
 """
 
-import time
 
 import keras
 import numpy as np
@@ -13,17 +12,12 @@ import numpy as np
 import keras_reliability as kr
 from keras_reliability.metrics import binning
 from keras_reliability.metrics import calibration
+from timing import times
 
 
 def _best_times(functions, repeats):
     """Runs the functions alternately `repeats` times; best seconds each."""
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[index].append(time.perf_counter() - start)
-    return [float(np.min(t)) for t in times]
+    return [float(np.min(seconds)) for seconds in times(functions, repeats)]
 
 
 def _cnn(num_classes=10):

@@ -3,7 +3,7 @@
     KERAS_BACKEND=tensorflow python benchmarks/run.py --out results.json
     KERAS_BACKEND=jax python benchmarks/run.py --only bayesian --out results.json
 
-`--only` takes suite names (calibration, bayesian) or benchmark function
+`--only` takes suite names (calibration, bayesian, ood) or benchmark function
 names, comma-separated. Nothing imports TensorFlow unless the backend is
 TensorFlow, so the JAX and PyTorch runs work without it installed.
 
@@ -25,8 +25,13 @@ import keras  # noqa: E402
 
 import bayesian_benchmarks  # noqa: E402
 import calibration_benchmarks  # noqa: E402
+import ood_benchmarks  # noqa: E402
 
-SUITES = {"calibration": calibration_benchmarks, "bayesian": bayesian_benchmarks}
+SUITES = {
+    "calibration": calibration_benchmarks,
+    "bayesian": bayesian_benchmarks,
+    "ood": ood_benchmarks,
+}
 
 
 def _device():

@@ -32,6 +32,8 @@ class CalibrationCallback(keras.callbacks.Callback):
     list and they see the keys like compiled metrics (History and the
     progress bar always do). Every key is written from the first epoch on
     (NaN on epochs skipped by `every`), so CSV columns stay fixed.
+    EarlyStopping counts a skipped epoch as one without improvement: use
+    `patience >= every`.
 
     Misconfigured data (wrong shapes, labels out of range, a model that
     cannot run on it) raises in `on_train_begin`, before the first epoch.

@@ -35,7 +35,8 @@ class OODMonitorCallback(keras.callbacks.Callback):
     set. Every key is written from the first epoch on (NaN on skipped epochs),
     so History, CSVLogger, TensorBoard and `EarlyStopping(monitor=
     "ood_energy_auroc", mode="max")` see them like compiled metrics; place the
-    callback before those in the list.
+    callback before those in the list. EarlyStopping counts a skipped epoch
+    as one without improvement: use `patience >= every`.
 
     Scorers that read only logits and features share one forward pass over
     the ID and OOD inputs; feature-based scorers (Mahalanobis, KNN, ViM,
@@ -150,8 +151,6 @@ class OODMonitorCallback(keras.callbacks.Callback):
             }
         else:
             self.ood_sets = {"ood": _inputs(ood_data, "ood_data", self.max_samples)[0]}
-        self._check_example_shapes()
-
         needs_fit = [key for key, scorer in self.scorers.items() if getattr(scorer, "requires_fit", False)]
         if needs_fit and fit_data is None:
             raise ValueError(
@@ -169,6 +168,8 @@ class OODMonitorCallback(keras.callbacks.Callback):
                     f"{_OWNER}: the scorers {needs_labels} need class labels: pass "
                     "`fit_data=(x_train, y_train)`, not inputs alone."
                 )
+        self._check_example_shapes()
+
         self._warned_keys = set()
         self.history = {}
         self.latest_scores = {}
@@ -204,6 +205,9 @@ class OODMonitorCallback(keras.callbacks.Callback):
         for scorer in self._shared_scorers().values():
             # Refuses log-probabilities for scorers that need exact logits.
             scorer.logits(probe)
+        # Fitting errors (too few examples, one class) surface now, not
+        # after the first epoch.
+        self._fit_scorers()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -326,12 +330,19 @@ class OODMonitorCallback(keras.callbacks.Callback):
 
     # Checks ----------------------------------------------------------------
 
+    def _other_inputs(self):
+        """`(description, x)` of every input set besides `in_data`."""
+        sets = [(f"OOD set {name!r}", x) for name, x in (self.ood_sets or {}).items()]
+        if self.x_fit is not None:
+            sets.append(("`fit_data`", self.x_fit))
+        return sets
+
     def _check_example_shapes(self):
         expected = self.x_in.shape[1:]
-        for name, x in (self.ood_sets or {}).items():
+        for name, x in self._other_inputs():
             if x.shape[1:] != expected:
                 raise ValueError(
-                    f"{_OWNER}: OOD set {name!r} has examples of shape {x.shape[1:]}, "
+                    f"{_OWNER}: {name} has examples of shape {x.shape[1:]}, "
                     f"but `in_data` has examples of shape {expected}."
                 )
 
@@ -342,9 +353,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
         if len(inputs) != 1:
             raise ValueError(f"{_OWNER}: the model must have one input; it has {len(inputs)}.")
         expected = tuple(inputs[0].shape[1:])
-        for name, x in [("in_data", self.x_in)] + [
-            (f"OOD set {name!r}", x) for name, x in self.ood_sets.items()
-        ]:
+        for name, x in [("`in_data`", self.x_in)] + self._other_inputs():
             shape = x.shape[1:]
             if len(shape) != len(expected) or any(
                 e is not None and e != s for e, s in zip(expected, shape)
@@ -433,6 +442,8 @@ def _inputs(data, argument, max_samples):
             f"{_OWNER}: `{argument}` must hold at least one example of shape "
             f"(num_examples, ...); received shape {x.shape}."
         )
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise ValueError(f"{_OWNER}: `{argument}` holds NaN, infinite or non-numeric values.")
     if y is not None:
         y = np.asarray(keras.ops.convert_to_numpy(y))
         if len(y) != len(x):

@@ -149,8 +149,9 @@ class _ExtractorModel(keras.Model):
         self.graph = graph
         self.last_layer = last_layer
         self.linearise = linearise
+        self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, training=False):
         outputs = self.graph(inputs, training=False)
         last_input = outputs.pop("<last_input>", None)
         if self.linearise:
@@ -165,8 +166,10 @@ class _LogitsModel(keras.Model):
         super().__init__(name="logits")
         self.network = network
         self.softmax_inside = softmax_inside
+        # No weights of its own; the wrapped network is built.
+        self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, training=False):
         outputs = self.network(inputs, training=False)
         if isinstance(outputs, dict):
             return outputs["logits"]

@@ -5,6 +5,7 @@ this package is cheap. Install it with `pip install keras-reliability[plot]`.
 """
 
 from keras_reliability.plotting._matplotlib import figure_to_png
+from keras_reliability.plotting._matplotlib import save_figure
 from keras_reliability.plotting.calibration_history import calibration_history
 from keras_reliability.plotting.ood import ood_roc_curves
 from keras_reliability.plotting.ood import ood_score_histogram
@@ -17,5 +18,6 @@ __all__ = [
     "ood_roc_curves",
     "ood_score_histogram",
     "reliability_diagram",
+    "save_figure",
     "uncertainty_bands",
 ]

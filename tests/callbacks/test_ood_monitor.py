@@ -5,6 +5,7 @@ semantic shift the classifier has never seen.
 """
 
 import csv
+import importlib.util
 import math
 import re
 import warnings
@@ -318,10 +319,11 @@ def test_feature_scorers_are_refitted_at_each_scored_epoch(digits):
     )
     first, second, third, fourth = recorder.records
     for name in names:
-        # Not fitted before the first scored epoch, unchanged on skipped
-        # epochs, refitted (so changed, as the model trained) on scored ones.
-        assert first[name] is None, name
-        assert second[name] is not None, name
+        # Fitted at train begin (so fitting errors come before the first
+        # epoch), unchanged on skipped epochs, refitted (so changed, as the
+        # model trained) on scored ones.
+        assert first[name] is not None, name
+        assert not np.allclose(second[name], first[name]), name
         np.testing.assert_array_equal(third[name], second[name], err_msg=name)
         assert not np.allclose(fourth[name], second[name]), name
         values = history.history[f"ood_{name}_auroc"]
@@ -412,11 +414,7 @@ def test_constant_scores_log_nan_with_a_warning(digits, tmp_path):
     (x, y), x_in, x_ood = digits
     x_in, x_ood = x_in[:100], x_ood[:100]
     model = make_model()
-    plotting = True
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        plotting = False
+    plotting = importlib.util.find_spec("matplotlib") is not None
     plot_arguments = {"plot_every": 1, "log_dir": str(tmp_path)} if plotting else {}
     with pytest.warns(UserWarning, match="'mutual_information' gave the same score"):
         history = model.fit(
@@ -555,10 +553,16 @@ def test_ood_set_with_another_example_shape_is_rejected():
 @pytest.mark.parametrize(
     "in_data, ood_data, message",
     [
-        (np.zeros((0, 64), "float32"), None, r"`in_data` must hold at least one example.*\(0, 64\)"),
+        (
+            np.zeros((0, 64), "float32"), None,
+            r"`in_data` must hold at least one example.*\(0, 64\)",
+        ),
         ((np.zeros((0, 64), "float32"), np.zeros(0)), None, "`in_data` must hold at least one"),
         ([], None, "`in_data` yields no batch"),
-        (np.zeros((4, 64), "float32"), np.zeros((0, 64), "float32"), "`ood_data` must hold at least one"),
+        (
+            np.zeros((4, 64), "float32"), np.zeros((0, 64), "float32"),
+            "`ood_data` must hold at least one",
+        ),
         (
             np.zeros((4, 64), "float32"),
             {"letters": np.zeros((0, 64), "float32")},
@@ -586,14 +590,17 @@ def test_in_data_not_matching_the_model_input_fails_before_the_first_epoch(digit
         make_model(image=True), as_images(x), y,
         OODMonitorCallback(x_in, ood_data=x_ood),
         re.escape(
-            "in_data has examples of shape (64,), but the model expects inputs "
+            "`in_data` has examples of shape (64,), but the model expects inputs "
             "of shape (8, 8, 1)"
         ),
     )
     fit_expecting_error(
         make_model(), x, y,
         OODMonitorCallback(x_in[:, :60], ood_data=x_ood[:, :60]),
-        re.escape("in_data has examples of shape (60,), but the model expects inputs of shape (64,)"),
+        re.escape(
+            "`in_data` has examples of shape (60,), but the model expects inputs "
+            "of shape (64,)"
+        ),
     )
 
 
@@ -636,15 +643,6 @@ def _with_nan(x):
     return x
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ood_monitor._inputs does not check that inputs are finite: NaN/inf "
-        "in in_data, an OOD set or fit_data surfaces only at the end of the "
-        "first epoch, as 'model returned NaN or infinite outputs', without "
-        "naming the argument (DESIGN: bad input gets a clear, early error)"
-    ),
-)
 @pytest.mark.parametrize("argument", ["in_data", "ood_data", "fit_data"])
 def test_non_finite_data_fails_before_the_first_epoch(digits, argument):
     (x, y), x_in, x_ood = digits
@@ -663,15 +661,6 @@ def test_non_finite_data_fails_before_the_first_epoch(digits, argument):
     assert recorder.epochs_begun == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "fit_data is neither shape-checked (_check_example_shapes, "
-        "_check_model_input_shape) nor fitted in on_train_begin: a wrong "
-        "shape, fewer examples than KNN's k, or one class for Mahalanobis "
-        "raise only when _fit_scorers runs at the end of the first epoch"
-    ),
-)
 @pytest.mark.parametrize(
     "scorer, fit_data, message",
     [
@@ -687,6 +676,11 @@ def test_fit_data_problems_fail_before_the_first_epoch(digits, scorer, fit_data,
         "too_few": (x[:20], y[:20]),
         "one_class": (x[y == 0], y[y == 0]),
     }[fit_data]
+    if fit_data[0].shape[1:] != x_in.shape[1:]:
+        # Caught at construction, before any model is involved.
+        with pytest.raises(ValueError, match=message):
+            OODMonitorCallback(x_in, ood_data=x_ood, scorers=(scorer,), fit_data=fit_data)
+        return
     fit_expecting_error(
         make_model(), x, y,
         OODMonitorCallback(x_in, ood_data=x_ood, scorers=(scorer,), fit_data=fit_data),
