@@ -119,14 +119,20 @@ def _layers(model, owner):
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
-def _symbolic_graph(model, owner):
-    """Checks that `model` is functional or Sequential (has symbolic inputs)."""
+def _symbolic_graph(model, owner, required=True):
+    """`(inputs, output)` of a functional or Sequential model.
+
+    None for a model without a symbolic graph (subclassed), unless
+    `required`, which raises.
+    """
     try:
         inputs = model.inputs
         outputs = model.outputs
     except (AttributeError, ValueError):
         inputs = outputs = None
     if not inputs or not outputs:
+        if not required:
+            return None
         raise ValueError(
             f"{owner}: reading features needs a functional or Sequential model "
             f"with a known input shape; model {model.name!r} "
@@ -188,12 +194,35 @@ def run_without_activation(layer, inputs):
         layer.activation = activation
 
 
+def output_layer(model):
+    """The layer that produces the output of a functional or Sequential model."""
+    layers = _layers(model, "output_layer")
+    outputs = getattr(model, "outputs", None) or []
+    for layer in reversed(layers):
+        if outputs and _single_output(layer) is outputs[0]:
+            return layer
+    return layers[-1]
+
+
+# Final activations whose removal gives back the logits.
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid", "log_softmax")
+
+
 def _ends_in_probabilities(layer):
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", "")
-    return name if name in ("softmax", "sigmoid") else None
+    return name if name in _PROBABILITY_ACTIVATIONS else None
+
+
+def _are_log_probabilities(outputs):
+    # Rows of log-probabilities are <= 0 and their exponentials sum to 1.
+    if outputs.max() > 0:
+        return False
+    top = outputs.max(axis=1, keepdims=True)
+    log_sums = top[:, 0] + np.log(np.exp(outputs - top).sum(axis=1))
+    return bool(np.abs(log_sums).max() < 1e-3)
 
 
 class FeatureExtractor:
@@ -220,18 +249,19 @@ class FeatureExtractor:
         self._build()
 
     def _build(self):
-        layers = _layers(self.model, self.owner)
-        last = layers[-1] if layers else None
-        kind = _ends_in_probabilities(last) if last is not None else None
-        self._last = last
         self._softmax_inside = False
         self._logits_model = None
-        if not self.keys and kind is None:
-            # The model outputs logits and no feature is needed: the model
-            # itself is the pass.
-            self._predictor = None
+        self._predictor = None
+        graph = _symbolic_graph(self.model, self.owner, required=bool(self.keys))
+        if graph is None:
+            # A subclassed model and no feature needed: the model itself is
+            # the pass, and its outputs tell logits from probabilities.
             return
-        inputs, output = _symbolic_graph(self.model, self.owner)
+        inputs, output = graph
+        last = output_layer(self.model)
+        kind = _ends_in_probabilities(last)
+        if not self.keys and kind is None:
+            return
         outputs = {}
         linearise = kind is not None and not isinstance(last, keras.layers.Softmax)
         if kind is None:
@@ -252,14 +282,15 @@ class FeatureExtractor:
         else:
             outputs = self._predictor.predict(x, batch_size=batch_size, verbose=0)
         logits = _class_scores(outputs.pop("logits"), self.owner, self.model)
+        exact_logits = True
         if self._predictor is None:
-            # A model that applies softmax inside its own code: only
+            # A model that applies (log-)softmax inside its own code: only
             # log-probabilities can be had.
             softmax_inside = outputs_are_probabilities(logits)
             if softmax_inside != self._softmax_inside:
                 self._softmax_inside = softmax_inside
                 self._logits_model = None
-        exact_logits = not self._softmax_inside
+            exact_logits = not softmax_inside and not _are_log_probabilities(logits)
         if self._softmax_inside:
             logits = np.log(np.clip(logits, np.finfo(np.float32).tiny, None))
         features = {key: np.asarray(outputs[key], dtype=np.float32) for key in self.keys}
@@ -303,12 +334,19 @@ class FeatureExtractor:
         return np.concatenate(logits).astype(np.float32)
 
     def _head_layers(self, key):
-        layers = _layers(self.model, self.owner)
         if key == _PENULTIMATE:
-            return layers[-1:]
+            return [output_layer(self.model)]
+        layers = _layers(self.model, self.owner)
         names = [layer.name for layer in layers]
         position = names.index(key)
         head = layers[position + 1 :]
+        if not head:
+            raise ValueError(
+                f"{self.owner}: `feature_layer` {key!r} is the model's output "
+                "layer; there are no layers after it to recompute logits from "
+                "its features. Use a hidden layer, or None (the input of the "
+                "last layer)."
+            )
         previous = layers[position]
         for layer in head:
             if _single_input(layer) is not _single_output(previous):

@@ -184,7 +184,9 @@ class FeatureScorer(OODScorer):
     Args:
         feature_layer: name or index of the layer whose output is the
             feature, or None for the input of the model's last layer (the
-            penultimate representation).
+            penultimate representation). Indices count the layers without
+            the `InputLayer`, so an index picks the same layer in a
+            Sequential model and in its functional twin.
         name: name used in log keys.
     """
 

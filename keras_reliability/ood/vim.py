@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.ood.features import output_layer
 from keras_reliability.ood.scorer import FeatureScorer
 from keras_reliability.ood.scorer import logsumexp
 from keras_reliability.ood.scorer import register_scorer
@@ -83,7 +84,7 @@ def _default_principal_dim(dimension):
 
 
 def _final_dense_weights(model):
-    last = model.layers[-1]
+    last = output_layer(model)
     if not isinstance(last, keras.layers.Dense):
         raise ValueError(
             "ViM needs a model whose last layer is a keras.layers.Dense (the "

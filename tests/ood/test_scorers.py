@@ -330,12 +330,6 @@ def test_feature_scorers_refuse_a_subclassed_model(make, variants, data):
         make().fit(variants["subclassed"], x_train, y_train)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="features.py FeatureExtractor._build: a subclassed model whose last "
-    "tracked layer is Dense(activation='softmax') is sent to _symbolic_graph, "
-    "which raises, instead of falling back to log-probabilities",
-)
 def test_msp_on_subclassed_model_with_softmax_dense(model, data, reference):
     class SoftmaxDenseModel(keras.Model):
         def __init__(self):
@@ -354,12 +348,6 @@ def test_msp_on_subclassed_model_with_softmax_dense(model, data, reference):
     np.testing.assert_allclose(scores, msp_reference(reference["test"][2]), atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="features.py _ends_in_probabilities only knows softmax/sigmoid: a "
-    "last Dense with activation='log_softmax' is taken as exact logits, so "
-    "Energy silently returns -logsumexp(log p) = 0 for every input",
-)
 def test_energy_on_log_softmax_output_is_not_silently_zero(variants, data, reference):
     scores = Energy().score(variants["log_softmax"], data[2])
     # Either the logits are recovered, or the scorer refuses (ValueError);
@@ -637,12 +625,6 @@ def test_react_on_other_forms_equals_linear(kind, variants, data):
         np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="features.py FeatureExtractor._head_layers returns [] for the last "
-    "layer, and head() then fails with IndexError at layers[-1] instead of a "
-    "ValueError naming feature_layer",
-)
 @pytest.mark.parametrize("feature_layer", [-1, "classifier"])
 def test_react_on_the_last_layer_raises_a_clear_error(feature_layer, model, data):
     x_train = data[0]
