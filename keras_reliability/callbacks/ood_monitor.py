@@ -1,5 +1,6 @@
 """OODMonitorCallback: how well the model separates ID from OOD data, every epoch."""
 
+import math
 import warnings
 
 import keras
@@ -10,6 +11,7 @@ from keras_reliability.arguments import check_positive_int
 from keras_reliability.callbacks.log_files import save_png
 from keras_reliability.callbacks.log_files import warn_on_overwrite
 from keras_reliability.metrics.ood import evaluate_ood
+from keras_reliability.ood.features import ModelOutputs
 from keras_reliability.ood.features import feature_extractor
 from keras_reliability.ood.synthetic import describe_synthetic_sets
 from keras_reliability.ood.synthetic import synthetic_ood_sets
@@ -118,15 +120,21 @@ class OODMonitorCallback(keras.callbacks.Callback):
     ):
         super().__init__()
         self.every = check_positive_int(every, "every", owner=_OWNER)
-        self.plot_every = check_positive_int(plot_every, "plot_every", allow_none=True, owner=_OWNER)
+        self.plot_every = check_positive_int(
+            plot_every, "plot_every", allow_none=True, owner=_OWNER
+        )
         if self.plot_every is not None and not log_dir:
             raise ValueError(
                 f"{_OWNER}: `log_dir` is required when `plot_every` is set; "
                 f"received log_dir={log_dir!r}."
             )
         self.log_dir = log_dir
-        self.max_samples = check_positive_int(max_samples, "max_samples", allow_none=True, owner=_OWNER)
-        self.batch_size = check_positive_int(batch_size, "batch_size", allow_none=True, owner=_OWNER)
+        self.max_samples = check_positive_int(
+            max_samples, "max_samples", allow_none=True, owner=_OWNER
+        )
+        self.batch_size = check_positive_int(
+            batch_size, "batch_size", allow_none=True, owner=_OWNER
+        )
         self.synthetic_severity = synthetic_severity
         self.seed = seed
         self.prefix = prefix
@@ -136,7 +144,9 @@ class OODMonitorCallback(keras.callbacks.Callback):
             scorer = registry.get("ood_scorer", identifier)
             key = _scorer_key(identifier, scorer)
             if key in self.scorers:
-                raise ValueError(f"{_OWNER}: `scorers` holds {key!r} twice; give the scorers distinct names.")
+                raise ValueError(
+                    f"{_OWNER}: `scorers` holds {key!r} twice; give the scorers distinct names."
+                )
             self.scorers[key] = scorer
 
         self.x_in, _ = _inputs(in_data, "in_data", self.max_samples)
@@ -151,7 +161,9 @@ class OODMonitorCallback(keras.callbacks.Callback):
             }
         else:
             self.ood_sets = {"ood": _inputs(ood_data, "ood_data", self.max_samples)[0]}
-        needs_fit = [key for key, scorer in self.scorers.items() if getattr(scorer, "requires_fit", False)]
+        needs_fit = [
+            key for key, scorer in self.scorers.items() if getattr(scorer, "requires_fit", False)
+        ]
         if needs_fit and fit_data is None:
             raise ValueError(
                 f"{_OWNER}: the scorers {needs_fit} learn from training data; pass "
@@ -201,7 +213,9 @@ class OODMonitorCallback(keras.callbacks.Callback):
             )
         self._check_model_input_shape()
         self.history = {key: [] for key in self.log_keys}
-        probe = self._shared_extractor().predict(self.x_in[:_PROBE_SIZE], batch_size=self.batch_size)
+        probe = self._shared_extractor().predict(
+            self.x_in[:_PROBE_SIZE], batch_size=self.batch_size
+        )
         for scorer in self._shared_scorers().values():
             # Refuses log-probabilities for scorers that need exact logits.
             scorer.logits(probe)
@@ -264,30 +278,37 @@ class OODMonitorCallback(keras.callbacks.Callback):
         scores = {}
         shared = self._shared_scorers()
         if shared:
-            # One forward pass over ID and every OOD set for all of them.
-            outputs = self._shared_extractor(shared).predict(
-                np.concatenate(parts), batch_size=self.batch_size
+            # One forward pass over ID and every OOD set for all of them (set
+            # by set: concatenating the inputs would copy them all).
+            extractor = self._shared_extractor(shared)
+            outputs = ModelOutputs.concatenate(
+                [extractor.predict(part, batch_size=self.batch_size) for part in parts]
             )
             for key, scorer in shared.items():
                 scores[key] = _split(np.asarray(scorer.score_outputs(outputs)), bounds, names)
         for key, scorer in self.scorers.items():
             if key not in shared:
-                per_part = [np.asarray(scorer.score(self.model, part, batch_size=self.batch_size)) for part in parts]
+                per_part = [
+                    np.asarray(scorer.score(self.model, part, batch_size=self.batch_size))
+                    for part in parts
+                ]
                 scores[key] = (per_part[0], dict(zip(names, per_part[1:])))
         return {key: scores[key] for key in self.scorers}
 
     def _metrics(self, scores):
         values = {}
         for key, (scores_in, per_set) in scores.items():
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with warnings.catch_warnings():
+                # Constant scores: evaluate_ood's warning is replaced by one
+                # that names the scorer.
+                warnings.simplefilter("ignore", UserWarning)
                 pooled = evaluate_ood(scores_in, np.concatenate(list(per_set.values())))
                 per_set_auroc = (
                     {name: evaluate_ood(scores_in, out)["auroc"] for name, out in per_set.items()}
                     if len(per_set) > 1
                     else {}
                 )
-            if caught:
+            if math.isnan(pooled["auroc"]):
                 warnings.warn(
                     f"{_OWNER}: scorer {key!r} gave the same score to every "
                     "input, so its OOD metrics are undefined and logged as NaN.",
@@ -369,7 +390,11 @@ class OODMonitorCallback(keras.callbacks.Callback):
         """Constructor arguments except the data (data is not saved)."""
         return {
             "scorers": [
-                identifier if isinstance(identifier, str) else keras.saving.serialize_keras_object(identifier)
+                (
+                    identifier
+                    if isinstance(identifier, str)
+                    else keras.saving.serialize_keras_object(identifier)
+                )
                 for identifier in self.scorer_identifiers
             ],
             "every": self.every,
@@ -386,10 +411,16 @@ class OODMonitorCallback(keras.callbacks.Callback):
     def from_config(cls, config, in_data=None, ood_data=None, fit_data=None):
         """Rebuilds the callback; the data must be passed again."""
         if in_data is None:
-            raise ValueError(f"{_OWNER}.from_config needs `in_data`: data is not part of the config.")
+            raise ValueError(
+                f"{_OWNER}.from_config needs `in_data`: data is not part of the config."
+            )
         config = dict(config)
         config["scorers"] = [
-            identifier if isinstance(identifier, str) else keras.saving.deserialize_keras_object(identifier)
+            (
+                identifier
+                if isinstance(identifier, str)
+                else keras.saving.deserialize_keras_object(identifier)
+            )
             for identifier in config.get("scorers", DEFAULT_SCORERS)
         ]
         return cls(in_data, ood_data=ood_data, fit_data=fit_data, **config)
@@ -409,7 +440,9 @@ def _scorer_key(identifier, scorer):
         return identifier.lower()
     name = getattr(scorer, "name", None)
     if not name:
-        raise ValueError(f"{_OWNER}: a scorer object in `scorers` needs a `name`; received {scorer!r}.")
+        raise ValueError(
+            f"{_OWNER}: a scorer object in `scorers` needs a `name`; received {scorer!r}."
+        )
     return name
 
 

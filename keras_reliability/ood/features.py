@@ -47,27 +47,17 @@ class ModelOutputs:
     def __len__(self):
         return len(self.logits)
 
-    def take(self, indices):
-        """The outputs of the examples at `indices` (a slice or index array)."""
-        return ModelOutputs(
-            self.logits[indices],
-            self.exact_logits,
-            {name: value[indices] for name, value in self.features.items()},
-            self.extractor,
-        )
-
     @staticmethod
     def concatenate(parts):
         """The outputs of several input sets, one after another."""
-        first = parts[0]
         return ModelOutputs(
             np.concatenate([part.logits for part in parts]),
-            first.exact_logits,
+            all(part.exact_logits for part in parts),
             {
                 name: np.concatenate([part.features[name] for part in parts])
-                for name in first.features
+                for name in parts[0].features
             },
-            first.extractor,
+            parts[0].extractor,
         )
 
 
@@ -98,8 +88,7 @@ def resolve_layer(model, layer, owner):
             )
         return layers[layer]
     raise ValueError(
-        f"{owner}: `feature_layer` must be a layer name, an index or None; "
-        f"received {layer!r}."
+        f"{owner}: `feature_layer` must be a layer name, an index or None; " f"received {layer!r}."
     )
 
 
@@ -115,7 +104,9 @@ _PENULTIMATE = "<penultimate>"
 
 def _layers(model, owner):
     if not isinstance(model, keras.Model):
-        raise ValueError(f"{owner}: `model` must be a keras.Model; received {type(model).__name__}.")
+        raise ValueError(
+            f"{owner}: `model` must be a keras.Model; received {type(model).__name__}."
+        )
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 

@@ -55,7 +55,9 @@ class KNN(FeatureScorer):
         bank = ops.convert_to_tensor(self.bank)
         similarities = []
         for start in range(0, len(queries), _QUERY_BLOCK):
-            block = ops.matmul(ops.convert_to_tensor(queries[start : start + _QUERY_BLOCK]), ops.transpose(bank))
+            block = ops.matmul(
+                ops.convert_to_tensor(queries[start : start + _QUERY_BLOCK]), ops.transpose(bank)
+            )
             top, _ = ops.top_k(block, self.k)
             similarities.append(ops.convert_to_numpy(top[:, -1]))
         similarity = np.concatenate(similarities).astype(np.float64)

@@ -51,7 +51,9 @@ class ODIN(OODScorer):
 
     def score(self, model, x, batch_size=None):
         extractor = feature_extractor(model, (), "ODIN")
-        batch_size = check_positive_int(batch_size, "batch_size", allow_none=True) or self.batch_size
+        batch_size = (
+            check_positive_int(batch_size, "batch_size", allow_none=True) or self.batch_size
+        )
         x = np.asarray(x)
         if len(x) == 0:
             raise ValueError("ODIN: `x` is empty.")

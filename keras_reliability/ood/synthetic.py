@@ -134,9 +134,7 @@ def synthetic_ood_sets(x, kinds=None, severity=3, seed=None, value_range=None):
         # One independent stream per kind, keyed by its place in
         # SYNTHETIC_KINDS, so that a kind's array does not depend on which
         # other kinds were requested.
-        stream = np.random.SeedSequence(
-            entropy, spawn_key=(SYNTHETIC_KINDS.index(kind),)
-        )
+        stream = np.random.SeedSequence(entropy, spawn_key=(SYNTHETIC_KINDS.index(kind),))
         rng = np.random.default_rng(stream)
         out = builders[kind](x, severity, rng, lo, hi)
         sets[kind] = np.clip(out, lo, hi).astype(np.float32, copy=False)
@@ -265,8 +263,7 @@ def _check_x(x):
         np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
     ):
         raise ValueError(
-            f"`x` must hold real numbers (integer or float); received dtype "
-            f"{x.dtype}."
+            f"`x` must hold real numbers (integer or float); received dtype " f"{x.dtype}."
         )
     if x.size == 0:
         raise ValueError(f"`x` must not be empty; received shape {x.shape}.")
@@ -279,8 +276,7 @@ def _check_x(x):
     if not np.isfinite(x).all():
         count = int(x.size - np.count_nonzero(np.isfinite(x)))
         raise ValueError(
-            f"`x` must be finite; received {count} NaN/inf value(s) among "
-            f"{x.size}."
+            f"`x` must be finite; received {count} NaN/inf value(s) among " f"{x.size}."
         )
     return x
 
@@ -297,13 +293,11 @@ def _check_kinds(kinds):
         kinds = tuple(kinds)
     except TypeError:
         raise ValueError(
-            f"`kinds` must be a sequence of names from {SYNTHETIC_KINDS}; "
-            f"received {kinds!r}."
+            f"`kinds` must be a sequence of names from {SYNTHETIC_KINDS}; " f"received {kinds!r}."
         ) from None
     if not kinds:
         raise ValueError(
-            f"`kinds` must name at least one of {SYNTHETIC_KINDS}; received "
-            "an empty sequence."
+            f"`kinds` must name at least one of {SYNTHETIC_KINDS}; received " "an empty sequence."
         )
     unknown = [kind for kind in kinds if kind not in SYNTHETIC_KINDS]
     if unknown:
@@ -318,9 +312,7 @@ def _resolve_kinds(kinds, shape):
     if kinds is None:
         # The default: every kind that applies to this data.
         return tuple(
-            kind
-            for kind in SYNTHETIC_KINDS
-            if kind not in _IMAGE_KINDS or _is_image_shaped(shape)
+            kind for kind in SYNTHETIC_KINDS if kind not in _IMAGE_KINDS or _is_image_shaped(shape)
         )
     kinds = _check_kinds(kinds)
     if not _is_image_shaped(shape):
@@ -341,8 +333,7 @@ def _check_severity(severity):
         or not 1 <= severity <= len(BLUR_SIGMAS)
     ):
         raise ValueError(
-            f"`severity` must be an integer in 1..{len(BLUR_SIGMAS)}; received "
-            f"{severity!r}."
+            f"`severity` must be an integer in 1..{len(BLUR_SIGMAS)}; received " f"{severity!r}."
         )
     return int(severity)
 
@@ -351,9 +342,7 @@ def _check_seed(seed):
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(
-            f"`seed` must be None or an integer >= 0; received {seed!r}."
-        )
+        raise ValueError(f"`seed` must be None or an integer >= 0; received {seed!r}.")
     return int(seed)
 
 
@@ -374,8 +363,7 @@ def _resolve_value_range(value_range, x):
             f"`value_range` must be a pair (lo, hi); received {value_range!r}."
         ) from None
     valid = all(
-        not isinstance(v, bool) and isinstance(v, numbers.Real) and np.isfinite(v)
-        for v in (lo, hi)
+        not isinstance(v, bool) and isinstance(v, numbers.Real) and np.isfinite(v) for v in (lo, hi)
     )
     if not valid or not lo < hi:
         raise ValueError(
