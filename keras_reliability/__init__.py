@@ -6,6 +6,7 @@ uncertainty, on the TensorFlow, JAX and PyTorch backends.
 """
 
 from keras_reliability import registry
+from keras_reliability import attacks
 from keras_reliability import metrics
 from keras_reliability import calibration
 from keras_reliability import callbacks

@@ -10,6 +10,7 @@ from keras_reliability.plotting.calibration_history import calibration_history
 from keras_reliability.plotting.ood import ood_roc_curves
 from keras_reliability.plotting.ood import ood_score_histogram
 from keras_reliability.plotting.reliability_diagram import reliability_diagram
+from keras_reliability.plotting.robustness_curve import robustness_curve
 from keras_reliability.plotting.uncertainty_bands import uncertainty_bands
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ood_roc_curves",
     "ood_score_histogram",
     "reliability_diagram",
+    "robustness_curve",
     "save_figure",
     "uncertainty_bands",
 ]

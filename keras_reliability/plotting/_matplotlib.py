@@ -122,3 +122,23 @@ def save_figure(figure, filepath, dpi=100):
     filepath = os.fspath(filepath)
     figure.savefig(filepath, dpi=dpi)
     return filepath
+
+
+def figure_and_axes(ax, figsize, what):
+    """A new figure with one axes, or the given `ax` and its figure."""
+    if ax is None:
+        figure = new_figure(figsize, what=what)
+        return figure, figure.subplots()
+    import_matplotlib(what)
+    from matplotlib.axes import Axes
+
+    if not isinstance(ax, Axes):
+        raise TypeError(
+            "`ax` must be a matplotlib `Axes` or None; "
+            f"received {ax!r} (of type {type(ax).__name__})."
+        )
+    try:
+        figure = ax.get_figure(root=True)
+    except TypeError:  # matplotlib < 3.10 has no `root`.
+        figure = ax.figure
+    return figure, ax

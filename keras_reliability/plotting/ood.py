@@ -81,7 +81,7 @@ def ood_score_histogram(
     scores_in = check_scores(scores_in, "scores_in")
     scores_out = check_scores(scores_out, "scores_out")
     auroc = ood_auroc(scores_in, scores_out)
-    figure, ax = _figure_and_axes(ax, figsize, "`ood_score_histogram`")
+    figure, ax = _matplotlib.figure_and_axes(ax, figsize, "`ood_score_histogram`")
 
     edges = np.histogram_bin_edges(
         np.concatenate([scores_in, scores_out]), bins=num_bins
@@ -165,7 +165,7 @@ def ood_roc_curves(curves, *, ax=None, title=None, figsize=(5, 5)):
         except ValueError as error:
             raise ValueError(f"`curves[{name!r}]`: {error}") from None
         lines.append((name, fpr, tpr, auroc))
-    figure, ax = _figure_and_axes(ax, figsize, "`ood_roc_curves`")
+    figure, ax = _matplotlib.figure_and_axes(ax, figsize, "`ood_roc_curves`")
 
     for name, fpr, tpr, auroc in lines:
         ax.plot(fpr, tpr, label=f"{name} (AUROC = {auroc:.4f})", gid=str(name))
@@ -208,23 +208,3 @@ def _check_curves(curves):
             )
         entries.append((name, tuple(pair)))
     return entries
-
-
-def _figure_and_axes(ax, figsize, what):
-    """A new figure with one axes, or the given `ax` and its figure."""
-    if ax is None:
-        figure = _matplotlib.new_figure(figsize, what=what)
-        return figure, figure.subplots()
-    _matplotlib.import_matplotlib(what)
-    from matplotlib.axes import Axes
-
-    if not isinstance(ax, Axes):
-        raise TypeError(
-            "`ax` must be a matplotlib `Axes` or None; "
-            f"received {ax!r} (of type {type(ax).__name__})."
-        )
-    try:
-        figure = ax.get_figure(root=True)
-    except TypeError:  # matplotlib < 3.10 has no `root`.
-        figure = ax.figure
-    return figure, ax

@@ -1,0 +1,271 @@
+"""The attack contract: `attack.generate(model, x, y)` returns adversarial inputs.
+
+Attacks run the model with `training=False` on its logits (recovered from a
+final softmax when there is one), maximise the cross-entropy of the true
+labels (or of the predicted ones on request), and keep every input inside
+the declared `input_range`. Work happens batch by batch on the backend's
+device; only the finished batch comes back to the host.
+"""
+
+import numbers
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_reliability import backend
+from keras_reliability import registry
+from keras_reliability.arguments import check_number
+from keras_reliability.arguments import check_positive_int
+from keras_reliability.ood.features import feature_extractor
+
+# Fraction of a batch with an all-zero input gradient above which the
+# attack warns about gradient masking.
+_ZERO_GRADIENT_FRACTION = 0.5
+
+
+def register_attack(name):
+    """Registers an attack class as `attack` `name` and as serializable."""
+
+    def decorator(cls):
+        cls.registered_name = name
+        registry.register("attack", name)(cls)
+        return keras.saving.register_keras_serializable(package="keras_reliability")(cls)
+
+    return decorator
+
+
+def cross_entropy(logits, labels):
+    """Per-example cross-entropy of integer `labels` under `logits` (keras.ops)."""
+    log_probabilities = ops.log_softmax(logits, axis=-1)
+    picked = ops.take_along_axis(log_probabilities, ops.expand_dims(labels, -1), axis=-1)
+    return -ops.squeeze(picked, -1)
+
+
+def check_input_range(input_range, owner):
+    """`(lo, hi)` floats with lo < hi, or None."""
+    if input_range is None:
+        return None
+    valid = (
+        isinstance(input_range, (tuple, list))
+        and len(input_range) == 2
+        and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+            for v in input_range
+        )
+        and input_range[0] < input_range[1]
+    )
+    if not valid:
+        raise ValueError(
+            f"{owner}: `input_range` must be a pair (lo, hi) of finite numbers with "
+            f"lo < hi; received {input_range!r}."
+        )
+    return float(input_range[0]), float(input_range[1])
+
+
+class Attack:
+    """Base class of adversarial attacks.
+
+    Subclasses implement `perturb(x, labels, gradient, lo, hi)` on backend
+    tensors of one batch and return the adversarial batch.
+
+    Args:
+        epsilon: perturbation budget, >= 0, in the norm of the attack.
+        input_range: `(lo, hi)` of valid inputs, e.g. `(0, 1)` for images
+            scaled to [0, 1]. None infers it from the data of each `generate`
+            call (min and max) and says so in a warning.
+        use_predicted_labels: attack the model's predicted labels instead of
+            the true ones (then `y` may be None).
+        batch_size: examples per batch.
+        seed: seed of the attack's randomness (random starts, sampling).
+        name: name used in log keys and plots.
+    """
+
+    def __init__(
+        self,
+        epsilon,
+        input_range=None,
+        use_predicted_labels=False,
+        batch_size=256,
+        seed=None,
+        name=None,
+    ):
+        owner = type(self).__name__
+        self.epsilon = check_number(epsilon, "epsilon", positive=False, owner=owner)
+        self.input_range = check_input_range(input_range, owner)
+        self.use_predicted_labels = bool(use_predicted_labels)
+        self.batch_size = check_positive_int(batch_size, "batch_size", owner=owner)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.name = name or getattr(type(self), "registered_name", owner.lower())
+        self._gradient = None
+
+    # Public API ------------------------------------------------------------
+
+    def generate(self, model, x, y=None):
+        """Adversarial versions of inputs `x` for `model`.
+
+        Args:
+            model: a classifier with one input and one output of class
+                scores (logits or probabilities).
+            x: float inputs, numpy array or tensor.
+            y: integer labels (or one-hot); None with
+                `use_predicted_labels=True`.
+
+        Returns:
+            A float32 numpy array shaped like `x`, inside `input_range`.
+
+        Raises:
+            ValueError: for integer inputs, mismatched labels, a model with
+                several inputs or outputs, or outputs that are not class scores.
+        """
+        owner = type(self).__name__
+        x = _float_inputs(x, owner)
+        lo, hi = self._range(x)
+        extractor = feature_extractor(model, (), owner)
+        labels = self._labels(extractor, x, y)
+        gradient = self._gradient_function(extractor)
+        batches = []
+        for start in range(0, len(x), self.batch_size):
+            batch = ops.convert_to_tensor(x[start : start + self.batch_size])
+            batch_labels = ops.convert_to_tensor(labels[start : start + self.batch_size])
+            adversarial = self.perturb(batch, batch_labels, gradient, lo, hi)
+            batches.append(ops.convert_to_numpy(adversarial))
+        return np.concatenate(batches).astype(np.float32)
+
+    def perturb(self, x, labels, gradient, lo, hi):
+        """The adversarial batch; `gradient(x, labels)` is the loss gradient."""
+        raise NotImplementedError
+
+    # Helpers ---------------------------------------------------------------
+
+    def loss_gradient(self, gradient, x, labels):
+        """The cross-entropy gradient at `x`, with the gradient-masking check."""
+        value = gradient(x, labels)
+        if not self._checked_gradient:
+            self._checked_gradient = True
+            flat = ops.reshape(ops.abs(value), (ops.shape(value)[0], -1))
+            zero = float(ops.convert_to_numpy(ops.mean(ops.cast(ops.max(flat, 1) == 0, "float32"))))
+            if zero > _ZERO_GRADIENT_FRACTION:
+                warnings.warn(
+                    f"{type(self).__name__}: the loss gradient is exactly zero for "
+                    f"{zero:.0%} of the first batch. The model may mask its "
+                    "gradients (saturated softmax, non-differentiable layers); "
+                    "gradient attacks then overestimate robustness. Check with a "
+                    "black-box attack such as SquareAttack.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+        return value
+
+    def _gradient_function(self, extractor):
+        self._checked_gradient = False
+        if self._gradient is None or self._gradient[0] is not extractor:
+            self._gradient = (
+                extractor,
+                backend.input_gradient_function(extractor.logits_model(), cross_entropy),
+            )
+        self._logits_model = extractor.logits_model()
+        return self._gradient[1]
+
+    def _range(self, x):
+        owner = type(self).__name__
+        if self.input_range is None:
+            lo, hi = float(x.min()), float(x.max())
+            if not lo < hi:
+                raise ValueError(
+                    f"{owner}: cannot infer `input_range` from constant inputs; pass "
+                    "`input_range=(lo, hi)`."
+                )
+            warnings.warn(
+                f"{owner}: no `input_range` given; using the range of the inputs, "
+                f"({lo:g}, {hi:g}). Pass `input_range` (e.g. (0, 1)) to state it.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return lo, hi
+        lo, hi = self.input_range
+        outside = float(np.mean((x < lo) | (x > hi)))
+        if outside > 0:
+            warnings.warn(
+                f"{owner}: {outside:.2%} of the input values lie outside "
+                f"`input_range`=({lo:g}, {hi:g}); adversarial inputs are clipped to it.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return lo, hi
+
+    def _labels(self, extractor, x, y):
+        owner = type(self).__name__
+        outputs = extractor.predict(x[: self.batch_size], batch_size=self.batch_size)
+        if not outputs.exact_logits:
+            warnings.warn(
+                f"{owner}: the model outputs probabilities and its logits cannot "
+                "be recovered; the attack differentiates the log of saturated "
+                "probabilities, which masks gradients (robust accuracy is then "
+                "overestimated). End the model with a linear layer or a Dense "
+                "layer with a softmax activation.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if self.use_predicted_labels:
+            logits = extractor.predict(x, batch_size=self.batch_size).logits
+            return np.argmax(logits, axis=1).astype(np.int32)
+        if y is None:
+            raise ValueError(
+                f"{owner}.generate needs the true labels `y`, or "
+                "`use_predicted_labels=True`."
+            )
+        labels = np.asarray(ops.convert_to_numpy(y))
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            labels = labels.argmax(axis=1)
+        labels = labels.reshape(-1)
+        num_classes = outputs.logits.shape[1]
+        if len(labels) != len(x):
+            raise ValueError(f"{owner}: `x` has {len(x)} examples but `y` has {len(labels)} labels.")
+        if not np.all(np.equal(np.mod(labels, 1), 0)) or labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(
+                f"{owner}: `y` must hold integer class labels in [0, {num_classes}); "
+                f"received values from {labels.min()} to {labels.max()}."
+            )
+        return labels.astype(np.int32)
+
+    def get_config(self):
+        return {
+            "epsilon": self.epsilon,
+            "input_range": self.input_range,
+            "use_predicted_labels": self.use_predicted_labels,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def with_epsilon(self, epsilon):
+        """A copy of this attack with another budget."""
+        return type(self).from_config({**self.get_config(), "epsilon": epsilon})
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({arguments})"
+
+
+def _float_inputs(x, owner):
+    x = np.asarray(ops.convert_to_numpy(x))
+    if x.dtype.kind in "iub":
+        raise ValueError(
+            f"{owner}: `x` has the integer dtype {x.dtype}; attacks need float inputs "
+            "on the scale the model was trained on (e.g. pixels / 255 with "
+            "`input_range=(0, 1)`)."
+        )
+    if x.dtype.kind != "f":
+        raise ValueError(f"{owner}: `x` must hold float inputs; received dtype {x.dtype}.")
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"{owner}: `x` must be a non-empty batch; received shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{owner}: `x` holds NaN or infinite values.")
+    return x.astype(np.float32, copy=False)
