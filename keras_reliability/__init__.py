@@ -13,6 +13,7 @@ from keras_reliability import callbacks
 from keras_reliability import plotting
 from keras_reliability import layers
 from keras_reliability import ood
+from keras_reliability import training
 from keras_reliability import uncertainty
 
 __version__ = "0.1.0"

@@ -37,7 +37,7 @@ import threading
 import warnings
 from importlib import metadata
 
-KINDS = ("calibration_metric", "calibrator", "ood_scorer", "attack")
+KINDS = ("calibration_metric", "calibrator", "ood_scorer", "attack", "training_recipe")
 ENTRY_POINT_GROUP = "keras_reliability.plugins"
 
 

@@ -18,6 +18,7 @@ from keras_reliability import backend
 from keras_reliability import registry
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.backend import cross_entropy
 from keras_reliability.ood.features import feature_extractor
 
 # Fraction of a batch with an all-zero input gradient above which the
@@ -34,13 +35,6 @@ def register_attack(name):
         return keras.saving.register_keras_serializable(package="keras_reliability")(cls)
 
     return decorator
-
-
-def cross_entropy(logits, labels):
-    """Per-example cross-entropy of integer `labels` under `logits` (keras.ops)."""
-    log_probabilities = ops.log_softmax(logits, axis=-1)
-    picked = ops.take_along_axis(log_probabilities, ops.expand_dims(labels, -1), axis=-1)
-    return -ops.squeeze(picked, -1)
 
 
 def check_input_range(input_range, owner):

@@ -8,8 +8,8 @@ from keras import ops
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.attack import Attack
-from keras_reliability.attacks.attack import cross_entropy
 from keras_reliability.attacks.attack import register_attack
+from keras_reliability.backend import cross_entropy
 
 NORMS = ("linf", "l2")
 # Per-example norms below this are treated as zero (no direction).

@@ -60,3 +60,39 @@ def input_gradient_function(model, loss):
             f"Input gradients are not implemented for the {keras.backend.backend()!r} backend."
         )
     return module.input_gradient_function(model, loss)
+
+
+def adversarial_train_step(model, logits_model, train_step, transform, seed):
+    """A train step that transforms each batch with input gradients first.
+
+    Args:
+        model: the model being trained.
+        logits_model: a model sharing `model`'s weights that returns logits.
+        train_step: the model's own `train_step` (the backend's signature).
+        transform: `transform(data, gradient, logits, seed) -> data`, written
+            with `keras.ops`; `gradient(x, targets)` is the gradient with
+            respect to `x` of the summed cross-entropy of `logits_model(x)`
+            against `targets` (integer labels or probabilities) and
+            `logits(x)` the logits, both at the weights of the current step
+            with `training=False`; `seed` is a seed for `keras.random`.
+        seed: int seed of the transform's randomness.
+
+    Returns:
+        The function to install as `model.train_step`.
+    """
+    module = _native_module()
+    if module is None:
+        raise NotImplementedError(
+            f"Adversarial training is not implemented for the {keras.backend.backend()!r} backend."
+        )
+    return module.adversarial_train_step(model, logits_model, train_step, transform, seed)
+
+
+def cross_entropy(logits, targets):
+    """Per-example cross-entropy of `targets` (int labels or probabilities)."""
+    log_probabilities = ops.log_softmax(logits, axis=-1)
+    if len(targets.shape) == len(logits.shape):
+        return -ops.sum(targets * log_probabilities, axis=-1)
+    targets = ops.cast(targets, "int32")
+    picked = ops.take_along_axis(log_probabilities, ops.expand_dims(targets, -1), axis=-1)
+    return -ops.squeeze(picked, -1)

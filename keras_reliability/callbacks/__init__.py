@@ -2,3 +2,4 @@
 
 from keras_reliability.callbacks.calibration_callback import CalibrationCallback
 from keras_reliability.callbacks.ood_monitor import OODMonitorCallback
+from keras_reliability.callbacks.adversarial_training import AdversarialTrainingCallback
