@@ -21,6 +21,10 @@ from keras_reliability.arguments import check_positive_int
 from keras_reliability.backend import cross_entropy
 from keras_reliability.ood.features import feature_extractor
 
+# The usual L-inf budget for images in [0, 1]; lets the registry build an
+# attack from its name alone.
+DEFAULT_EPSILON = 8 / 255
+
 # Fraction of a batch with an all-zero input gradient above which the
 # attack warns about gradient masking.
 _ZERO_GRADIENT_FRACTION = 0.5
@@ -65,7 +69,8 @@ class Attack:
     tensors of one batch and return the adversarial batch.
 
     Args:
-        epsilon: perturbation budget, >= 0, in the norm of the attack.
+        epsilon: perturbation budget, >= 0, in the norm of the attack
+            (default 8/255, the common L-inf budget for images in [0, 1]).
         input_range: `(lo, hi)` of valid inputs, e.g. `(0, 1)` for images
             scaled to [0, 1]. None infers it from the data of each `generate`
             call (min and max) and says so in a warning.
@@ -78,7 +83,7 @@ class Attack:
 
     def __init__(
         self,
-        epsilon,
+        epsilon=DEFAULT_EPSILON,
         input_range=None,
         use_predicted_labels=False,
         batch_size=256,

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.attacks.attack import DEFAULT_EPSILON
 from keras_reliability.attacks.attack import Attack
 from keras_reliability.attacks.attack import register_attack
 from keras_reliability.backend import cross_entropy
@@ -54,7 +55,7 @@ class PGD(Attack):
 
     def __init__(
         self,
-        epsilon,
+        epsilon=DEFAULT_EPSILON,
         steps=10,
         step_size=None,
         norm="linf",

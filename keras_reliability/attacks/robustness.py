@@ -15,8 +15,8 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None):
         y: integer (or one-hot) labels.
         attack: an attack instance, name or config (the `"attack"`
             registry); its `epsilon` is replaced by each budget. A name
-            builds the attack with its defaults, so pass an instance to set
-            `input_range`.
+            builds the attack with its defaults (`input_range` then inferred
+            from `x`, with a warning), so pass an instance to set it.
         epsilons: budgets, >= 0; 0 gives the clean accuracy.
         batch_size: overrides the attack's batch size.
 

@@ -13,7 +13,7 @@ def input_gradient_function(model, loss):
         with tf.GradientTape() as tape:
             tape.watch(x)
             value = tf.reduce_sum(loss(model(x, training=False), *args))
-        return tape.gradient(value, x)
+        return tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     def call(x, *args):
         return gradient(tf.convert_to_tensor(x, tf.float32), *args)

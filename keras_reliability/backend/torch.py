@@ -13,7 +13,7 @@ def input_gradient_function(model, loss):
         x = ops.convert_to_tensor(x, "float32").detach().requires_grad_(True)
         with torch.enable_grad():
             value = loss(model(x, training=False), *args).sum()
-            (gradient,) = torch.autograd.grad(value, x)
+            (gradient,) = torch.autograd.grad(value, x, allow_unused=True, materialize_grads=True)
         return gradient
 
     return call
