@@ -152,6 +152,8 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             # Checks the model against the data, and detects a softmax inside.
             extractor.predict(self.eval_data[0][:8])
         self.history = {key: [] for key in self.log_keys}
+        # Loss-mixing recipes read the model's outputs as probabilities or logits.
+        self.recipe.outputs_probabilities = extractor.outputs_probabilities
         self._install(model, extractor.logits_model())
 
     def on_epoch_end(self, epoch, logs=None):

@@ -243,6 +243,9 @@ class FeatureExtractor:
         self._softmax_inside = False
         self._logits_model = None
         self._predictor = None
+        # Whether the model's outputs are probabilities (not logits or
+        # log-probabilities); for a subclassed model, known after `predict`.
+        self.outputs_probabilities = False
         graph = _symbolic_graph(self.model, self.owner, required=bool(self.keys))
         if graph is None:
             # A subclassed model and no feature needed: the model itself is
@@ -251,6 +254,7 @@ class FeatureExtractor:
         inputs, output = graph
         last = output_layer(self.model)
         kind = _ends_in_probabilities(last)
+        self.outputs_probabilities = kind in ("softmax", "sigmoid")
         if not self.keys and kind is None:
             return
         outputs = {}
@@ -281,6 +285,7 @@ class FeatureExtractor:
             if softmax_inside != self._softmax_inside:
                 self._softmax_inside = softmax_inside
                 self._logits_model = None
+            self.outputs_probabilities = softmax_inside
             exact_logits = not softmax_inside and not _are_log_probabilities(logits)
         if self._softmax_inside:
             logits = np.log(np.clip(logits, np.finfo(np.float32).tiny, None))

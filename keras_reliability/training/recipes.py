@@ -14,6 +14,7 @@ from keras import ops
 from keras_reliability import registry
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.attacks.attack import check_input_range
 
 
 def register_recipe(name):
@@ -41,8 +42,6 @@ class Recipe:
     def __init__(self, epsilon, input_range):
         owner = type(self).__name__
         self.epsilon = check_number(epsilon, "epsilon", positive=False, owner=owner)
-        from keras_reliability.attacks.attack import check_input_range
-
         self.input_range = check_input_range(input_range, owner)
         if self.input_range is None:
             raise ValueError(f"{owner}: `input_range` is required, e.g. (0, 1).")
@@ -223,7 +222,8 @@ class TRADESTraining(Recipe):
             if step_size is None
             else check_number(step_size, "step_size", positive=True, owner="trades")
         )
-        self.from_logits = True
+        # Set by the callback: whether the model outputs probabilities.
+        self.outputs_probabilities = False
 
     def perturb(self, x, labels, gradient, logits, seed):
         # In x', KL(f(x) || f(x')) has the gradient of the cross-entropy
@@ -236,11 +236,14 @@ class TRADESTraining(Recipe):
         return x_adv
 
     def combine_losses(self, clean_loss, adversarial_loss, clean_pred, adversarial_pred):
-        p_clean = _probabilities(clean_pred, self.from_logits)
+        p_clean = self._probabilities(clean_pred)
         log_clean = ops.log(ops.maximum(p_clean, 1e-12))
-        log_adv = ops.log(ops.maximum(_probabilities(adversarial_pred, self.from_logits), 1e-12))
+        log_adv = ops.log(ops.maximum(self._probabilities(adversarial_pred), 1e-12))
         kl = ops.mean(ops.sum(p_clean * (log_clean - log_adv), axis=-1))
         return clean_loss + self.beta * kl
+
+    def _probabilities(self, outputs):
+        return outputs if self.outputs_probabilities else ops.softmax(outputs, axis=-1)
 
     def get_config(self):
         return {
@@ -249,7 +252,3 @@ class TRADESTraining(Recipe):
             "steps": self.steps,
             "step_size": self.step_size,
         }
-
-
-def _probabilities(outputs, from_logits):
-    return ops.softmax(outputs, axis=-1) if from_logits else outputs
