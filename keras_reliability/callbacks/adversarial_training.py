@@ -194,6 +194,11 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         if recipe.concatenates:
 
             def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+                if not training:
+                    # Evaluation batches (validation) are plain batches.
+                    return original_compute_loss(
+                        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+                    )
                 half = ops.shape(y_pred)[0] // 2
 
                 def part(value, clean):
@@ -295,7 +300,9 @@ def restore(model):
     for name in _PATCHED:
         model.__dict__.pop(name, None)
     del model._keras_reliability_adversarial
+    # Functions compiled while patched (fit's validation too) are rebuilt.
     model.train_function = None
+    model.test_function = None
 
 
 def _overrides_compute_loss(model):
