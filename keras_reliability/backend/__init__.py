@@ -85,7 +85,20 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
         raise NotImplementedError(
             f"Adversarial training is not implemented for the {keras.backend.backend()!r} backend."
         )
-    return module.adversarial_train_step(model, logits_model, train_step, transform, seed)
+    if hasattr(module, "adversarial_train_step"):
+        # JAX: the step carries the weights in its state.
+        return module.adversarial_train_step(model, logits_model, train_step, transform, seed)
+    # TensorFlow and PyTorch steps read the weights from the variables.
+    gradient = input_gradient_function(logits_model, cross_entropy)
+    seed_generator = keras.random.SeedGenerator(seed)
+
+    def logits(x):
+        return logits_model(x, training=False)
+
+    def step(data):
+        return train_step(transform(data, gradient, logits, seed_generator))
+
+    return step
 
 
 def cross_entropy(logits, targets):

@@ -19,20 +19,3 @@ def input_gradient_function(model, loss):
         return gradient(tf.convert_to_tensor(x, tf.float32), *args)
 
     return call
-
-
-def adversarial_train_step(model, logits_model, train_step, transform, seed):
-    import keras
-
-    from keras_reliability.backend import cross_entropy
-
-    gradient = input_gradient_function(logits_model, cross_entropy)
-    seed_generator = keras.random.SeedGenerator(seed)
-
-    def logits(x):
-        return logits_model(x, training=False)
-
-    def step(data):
-        return train_step(transform(data, gradient, logits, seed_generator))
-
-    return step

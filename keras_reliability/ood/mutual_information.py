@@ -36,6 +36,7 @@ class MutualInformation(OODScorer):
         )
 
     def score(self, model, x, batch_size=None):
+        # Imported here: uncertainty imports callbacks, which import this package.
         from keras_reliability.uncertainty import predict_with_uncertainty
 
         result = predict_with_uncertainty(
