@@ -14,26 +14,16 @@ Data: the MNIST IDX test files of the `shared/data` folder (`--data`).
 """
 
 import argparse
-import gzip
 import os
 import pathlib
 
 import keras
-import numpy as np
 
 import keras_reliability as kr
+from mnist_data import DEFAULT_DATA
+from mnist_data import load_idx
 
-DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3)
-
-
-def load_mnist(folder):
-    """`(x, y)`: x (N, 28, 28, 1) in [0, 1], y int32."""
-    with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as file:
-        x = np.frombuffer(file.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
-    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as file:
-        y = np.frombuffer(file.read(), np.uint8, offset=8)
-    return (x / 255.0).astype("float32"), y.astype("int32")
 
 
 def build_model(seed):
@@ -66,9 +56,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    x, y = load_mnist(args.data / "mnist_test_idx")
-    (x_train, y_train) = (x[:8000], y[:8000])
-    (x_test, y_test) = (x[8000:][: args.num_test], y[8000:][: args.num_test])
+    x, y = load_idx(args.data / "mnist_test_idx")
+    x_train, y_train = (x[:8000], y[:8000])
+    x_test, y_test = (x[8000:][: args.num_test], y[8000:][: args.num_test])
     os.makedirs(args.out, exist_ok=True)
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
 

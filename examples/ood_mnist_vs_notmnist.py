@@ -15,7 +15,6 @@ MNIST vs notMNIST.
 """
 
 import argparse
-import gzip
 import os
 import pathlib
 
@@ -23,17 +22,8 @@ import keras
 import numpy as np
 
 import keras_reliability as kr
-
-DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_idx(folder):
-    """`(x, y)` of an IDX test set: x (N, 28, 28, 1) in [0, 1], y int32."""
-    with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as file:
-        x = np.frombuffer(file.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
-    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as file:
-        y = np.frombuffer(file.read(), np.uint8, offset=8)
-    return (x / 255.0).astype("float32"), y.astype("int32")
+from mnist_data import DEFAULT_DATA
+from mnist_data import load_idx
 
 
 def build_model(seed):

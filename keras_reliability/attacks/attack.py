@@ -14,10 +14,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_reliability import backend
 from keras_reliability import registry
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
 from keras_reliability.ood.features import feature_extractor
 
@@ -65,8 +65,9 @@ def check_input_range(input_range, owner):
 class Attack:
     """Base class of adversarial attacks.
 
-    Subclasses implement `perturb(x, labels, gradient, lo, hi)` on backend
-    tensors of one batch and return the adversarial batch.
+    Subclasses implement `perturb(x, labels, lo, hi)` on backend tensors of
+    one batch and return the adversarial batch; gradient-free attacks set
+    `uses_gradients = False`.
 
     Args:
         epsilon: perturbation budget, >= 0, in the norm of the attack
@@ -80,6 +81,10 @@ class Attack:
         seed: seed of the attack's randomness (random starts, sampling).
         name: name used in log keys and plots.
     """
+
+    # Whether the attack differentiates the model (then logits recovered
+    # from probabilities matter, see `_labels`).
+    uses_gradients = True
 
     def __init__(
         self,
@@ -98,7 +103,6 @@ class Attack:
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.name = name or getattr(type(self), "registered_name", owner.lower())
-        self._gradient = None
 
     # Public API ------------------------------------------------------------
 
@@ -124,27 +128,45 @@ class Attack:
         lo, hi = self._range(x)
         extractor = feature_extractor(model, (), owner)
         labels = self._labels(extractor, x, y)
-        gradient = self._gradient_function(extractor)
+        self._extractor = extractor
+        self._checked_gradient = False
         batches = []
         for start in range(0, len(x), self.batch_size):
             batch = ops.convert_to_tensor(x[start : start + self.batch_size])
             batch_labels = ops.convert_to_tensor(labels[start : start + self.batch_size])
-            adversarial = self.perturb(batch, batch_labels, gradient, lo, hi)
-            batches.append(ops.convert_to_numpy(adversarial))
+            batches.append(ops.convert_to_numpy(self.perturb(batch, batch_labels, lo, hi)))
         return np.concatenate(batches).astype(np.float32)
 
-    def perturb(self, x, labels, gradient, lo, hi):
-        """The adversarial batch; `gradient(x, labels)` is the loss gradient."""
+    def perturb(self, x, labels, lo, hi):
+        """The adversarial version of one batch `x` (a backend tensor).
+
+        Implemented by subclasses with `keras.ops`, using `logits(x)`,
+        `loss_gradient(x, labels)` and `gradient_and_logits(x, labels)`.
+        """
         raise NotImplementedError
 
-    # Helpers ---------------------------------------------------------------
+    # Helpers for subclasses -------------------------------------------------
 
-    def loss_gradient(self, gradient, x, labels):
-        """The cross-entropy gradient at `x`, with the gradient-masking check."""
-        value = gradient(x, labels)
+    def logits(self, x):
+        """The model's logits at `x` (`training=False`)."""
+        return self._extractor.forward()(x)
+
+    def loss_gradient(self, x, labels):
+        """The gradient of the summed cross-entropy with respect to `x`."""
+        return self.gradient_and_logits(x, labels)[0]
+
+    def gradient_and_logits(self, x, labels):
+        """The cross-entropy gradient at `x` and the logits, from one pass.
+
+        Warns once per `generate` call when the gradient vanishes for most
+        of the batch (gradient masking).
+        """
+        gradient, logits = self._extractor.input_gradient(cross_entropy, with_outputs=True)(
+            x, labels
+        )
         if not self._checked_gradient:
             self._checked_gradient = True
-            flat = ops.reshape(ops.abs(value), (ops.shape(value)[0], -1))
+            flat = ops.reshape(ops.abs(gradient), (ops.shape(gradient)[0], -1))
             zero = float(ops.convert_to_numpy(ops.mean(ops.cast(ops.max(flat, 1) == 0, "float32"))))
             if zero > _ZERO_GRADIENT_FRACTION:
                 warnings.warn(
@@ -156,17 +178,32 @@ class Attack:
                     UserWarning,
                     stacklevel=4,
                 )
-        return value
+        return gradient, logits
 
-    def _gradient_function(self, extractor):
-        self._checked_gradient = False
-        if self._gradient is None or self._gradient[0] is not extractor:
-            self._gradient = (
-                extractor,
-                backend.input_gradient_function(extractor.logits_model(), cross_entropy),
-            )
-        self._logits_model = extractor.logits_model()
-        return self._gradient[1]
+    def worst_of_restarts(self, x, labels, run, restarts):
+        """Per example, the worst case over `restarts` calls of `run()`.
+
+        That is a misclassified input if any run found one, else the input
+        with the highest cross-entropy.
+        """
+        best = None
+        for _ in range(restarts):
+            candidate = run()
+            if restarts == 1:
+                return candidate
+            logits = self.logits(candidate)
+            loss = cross_entropy(logits, labels)
+            fooled = ops.argmax(logits, axis=-1) != ops.cast(labels, "int32")
+            if best is None:
+                best, best_loss, best_fooled = candidate, loss, fooled
+                continue
+            # A run wins where it fools and the best does not, or where both
+            # agree on fooling and its loss is higher.
+            better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (loss > best_loss))
+            best = ops.where(per_example(better, x), candidate, best)
+            best_loss = ops.where(better, loss, best_loss)
+            best_fooled = best_fooled | fooled
+        return best
 
     def _range(self, x):
         owner = type(self).__name__
@@ -198,7 +235,7 @@ class Attack:
     def _labels(self, extractor, x, y):
         owner = type(self).__name__
         outputs = extractor.predict(x[: self.batch_size], batch_size=self.batch_size)
-        if not outputs.exact_logits:
+        if self.uses_gradients and not outputs.exact_logits:
             warnings.warn(
                 f"{owner}: the model outputs probabilities and its logits cannot "
                 "be recovered; the attack differentiates the log of saturated "
@@ -213,8 +250,7 @@ class Attack:
             return np.argmax(logits, axis=1).astype(np.int32)
         if y is None:
             raise ValueError(
-                f"{owner}.generate needs the true labels `y`, or "
-                "`use_predicted_labels=True`."
+                f"{owner}.generate needs the true labels `y`, or " "`use_predicted_labels=True`."
             )
         labels = np.asarray(ops.convert_to_numpy(y))
         if labels.ndim == 2 and labels.shape[1] > 1:
@@ -222,8 +258,14 @@ class Attack:
         labels = labels.reshape(-1)
         num_classes = outputs.logits.shape[1]
         if len(labels) != len(x):
-            raise ValueError(f"{owner}: `x` has {len(x)} examples but `y` has {len(labels)} labels.")
-        if not np.all(np.equal(np.mod(labels, 1), 0)) or labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(
+                f"{owner}: `x` has {len(x)} examples but `y` has {len(labels)} labels."
+            )
+        if (
+            not np.all(np.equal(np.mod(labels, 1), 0))
+            or labels.min() < 0
+            or labels.max() >= num_classes
+        ):
             raise ValueError(
                 f"{owner}: `y` must hold integer class labels in [0, {num_classes}); "
                 f"received values from {labels.min()} to {labels.max()}."

@@ -30,6 +30,6 @@ class FGSM(Attack):
         Adversarial Examples", ICLR 2015.
     """
 
-    def perturb(self, x, labels, gradient, lo, hi):
-        step = self.epsilon * ops.sign(self.loss_gradient(gradient, x, labels))
+    def perturb(self, x, labels, lo, hi):
+        step = self.epsilon * ops.sign(self.loss_gradient(x, labels))
         return ops.clip(x + step, lo, hi)

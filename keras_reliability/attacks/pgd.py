@@ -1,8 +1,5 @@
 """PGD: projected gradient ascent on the loss, with random starts and restarts."""
 
-import math
-
-import keras
 from keras import ops
 
 from keras_reliability.arguments import check_number
@@ -10,11 +7,10 @@ from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.attack import DEFAULT_EPSILON
 from keras_reliability.attacks.attack import Attack
 from keras_reliability.attacks.attack import register_attack
-from keras_reliability.backend import cross_entropy
-
-NORMS = ("linf", "l2")
-# Per-example norms below this are treated as zero (no direction).
-_TINY = 1e-12
+from keras_reliability.attacks.norms import ascent_direction
+from keras_reliability.attacks.norms import check_norm
+from keras_reliability.attacks.norms import project
+from keras_reliability.attacks.norms import random_point
 
 
 @register_attack("pgd")
@@ -70,11 +66,11 @@ class PGD(Attack):
         super().__init__(epsilon, input_range, use_predicted_labels, batch_size, seed, name)
         self.steps = check_positive_int(steps, "steps", owner="PGD")
         self.step_size = (
-            None if step_size is None else check_number(step_size, "step_size", positive=True, owner="PGD")
+            None
+            if step_size is None
+            else check_number(step_size, "step_size", positive=True, owner="PGD")
         )
-        if norm not in NORMS:
-            raise ValueError(f"PGD: `norm` must be one of {NORMS}; received {norm!r}.")
-        self.norm = norm
+        self.norm = check_norm(norm, "PGD")
         self.random_start = bool(random_start)
         self.restarts = check_positive_int(restarts, "restarts", owner="PGD")
 
@@ -83,59 +79,25 @@ class PGD(Attack):
         """`step_size`, or `2.5 * epsilon / steps` when it is None."""
         return self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
 
-    def perturb(self, x, labels, gradient, lo, hi):
-        best = None
-        for _ in range(self.restarts):
-            candidate = self._run(x, labels, gradient, lo, hi)
-            logits = self._logits_model(candidate, training=False)
-            loss = cross_entropy(logits, labels)
-            fooled = ops.argmax(logits, axis=-1) != ops.cast(labels, "int32")
-            if best is None:
-                best, best_loss, best_fooled = candidate, loss, fooled
-                continue
-            # A restart wins where it fools and the best does not, or where
-            # both agree on fooling and its loss is higher.
-            better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (loss > best_loss))
-            mask = ops.reshape(better, (-1,) + (1,) * (len(x.shape) - 1))
-            best = ops.where(mask, candidate, best)
-            best_loss = ops.where(better, loss, best_loss)
-            best_fooled = best_fooled | fooled
-        return best
+    def perturb(self, x, labels, lo, hi):
+        return self.worst_of_restarts(
+            x, labels, lambda: self._run(x, labels, lo, hi), self.restarts
+        )
 
-    def _run(self, x, labels, gradient, lo, hi):
+    def _run(self, x, labels, lo, hi):
         if self.epsilon == 0:
             return x
         adversarial = x
         if self.random_start:
-            adversarial = ops.clip(x + self._random_point(x), lo, hi)
+            adversarial = ops.clip(
+                x + random_point(ops.shape(x), self.epsilon, self.norm, self.seed_generator), lo, hi
+            )
         step_size = self.effective_step_size
         for _ in range(self.steps):
-            direction = self.loss_gradient(gradient, adversarial, labels)
-            if self.norm == "linf":
-                adversarial = adversarial + step_size * ops.sign(direction)
-            else:
-                adversarial = adversarial + step_size * direction / _l2_norm(direction)
-            adversarial = ops.clip(self._project(adversarial - x) + x, lo, hi)
+            gradient = self.loss_gradient(adversarial, labels)
+            adversarial = adversarial + step_size * ascent_direction(gradient, self.norm)
+            adversarial = project(adversarial, x, self.epsilon, self.norm, lo, hi)
         return adversarial
-
-    def _project(self, delta):
-        if self.norm == "linf":
-            return ops.clip(delta, -self.epsilon, self.epsilon)
-        return delta * ops.minimum(1.0, self.epsilon / _l2_norm(delta))
-
-    def _random_point(self, x):
-        shape = ops.shape(x)
-        if self.norm == "linf":
-            return keras.random.uniform(
-                shape, -self.epsilon, self.epsilon, seed=self.seed_generator
-            )
-        # Uniform in the L2 ball: a Gaussian direction, radius eps * U^(1/d).
-        direction = keras.random.normal(shape, seed=self.seed_generator)
-        dimension = math.prod(shape[1:])
-        radius = self.epsilon * keras.random.uniform(
-            (shape[0],) + (1,) * (len(shape) - 1), seed=self.seed_generator
-        ) ** (1.0 / dimension)
-        return direction / _l2_norm(direction) * radius
 
     def get_config(self):
         return {
@@ -146,9 +108,3 @@ class PGD(Attack):
             "random_start": self.random_start,
             "restarts": self.restarts,
         }
-
-
-def _l2_norm(x):
-    """Per-example L2 norm, shaped to broadcast against `x`."""
-    axes = tuple(range(1, len(x.shape)))
-    return ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True)), _TINY)

@@ -36,9 +36,7 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None):
     """
     attack = registry.get("attack", attack)
     if isinstance(epsilons, (int, float)) or len(epsilons) == 0:
-        raise ValueError(
-            f"`epsilons` must be a non-empty list of budgets; received {epsilons!r}."
-        )
+        raise ValueError(f"`epsilons` must be a non-empty list of budgets; received {epsilons!r}.")
     labels = np.asarray(ops.convert_to_numpy(y))
     if labels.ndim == 2 and labels.shape[1] > 1:
         labels = labels.argmax(axis=1)

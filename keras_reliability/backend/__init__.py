@@ -36,7 +36,7 @@ def argmax(x, axis=-1):
     return module.argmax(x, axis)
 
 
-def input_gradient_function(model, loss):
+def input_gradient_function(model, loss, with_outputs=False):
     """A compiled function returning the gradient of a loss w.r.t. the inputs.
 
     The model runs with `training=False` and its current weights at every
@@ -47,10 +47,12 @@ def input_gradient_function(model, loss):
         model: a `keras.Model` (or layer) mapping a batch of inputs to outputs.
         loss: `loss(outputs, *args)` -> per-example losses, written with
             `keras.ops`; `args` are extra tensors (e.g. labels).
+        with_outputs: also return the model's outputs of the same pass.
 
     Returns:
         `gradient(x, *args)`: the gradient of `sum(loss(model(x), *args))`
-        with respect to `x`, a backend tensor shaped like `x`. Compiled with
+        with respect to `x`, a backend tensor shaped like `x`, or the pair
+        `(gradient, outputs)` with `with_outputs=True`. Compiled with
         `jax.jit` on JAX and `tf.function` on TensorFlow; eager autograd on
         PyTorch.
     """
@@ -59,7 +61,19 @@ def input_gradient_function(model, loss):
         raise NotImplementedError(
             f"Input gradients are not implemented for the {keras.backend.backend()!r} backend."
         )
-    return module.input_gradient_function(model, loss)
+    return module.input_gradient_function(model, loss, with_outputs)
+
+
+def forward_function(model):
+    """A compiled `model(x, training=False)` that follows the model's weights.
+
+    Compiled with `jax.jit` (weights passed as arguments) on JAX and
+    `tf.function` on TensorFlow; eager without autograd on PyTorch.
+    """
+    module = _native_module()
+    if module is None:
+        return lambda x: model(x, training=False)
+    return module.forward_function(model)
 
 
 def adversarial_train_step(model, logits_model, train_step, transform, seed):

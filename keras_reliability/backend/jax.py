@@ -8,17 +8,31 @@ def argmax(x, axis):
     return jnp.argmax(x, axis=axis).astype("int32")
 
 
-def input_gradient_function(model, loss):
+def input_gradient_function(model, loss, with_outputs):
     def total_loss(trainable, non_trainable, x, *args):
         outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        return jnp.sum(loss(outputs, *args))
+        return jnp.sum(loss(outputs, *args)), outputs
 
-    gradient = jax.jit(jax.grad(total_loss, argnums=2))
+    gradient = jax.jit(jax.grad(total_loss, argnums=2, has_aux=True))
 
     def call(x, *args):
         trainable = [variable.value for variable in model.trainable_variables]
         non_trainable = [variable.value for variable in model.non_trainable_variables]
-        return gradient(trainable, non_trainable, jnp.asarray(x, jnp.float32), *args)
+        result = gradient(trainable, non_trainable, jnp.asarray(x, jnp.float32), *args)
+        return result if with_outputs else result[0]
+
+    return call
+
+
+def forward_function(model):
+    @jax.jit
+    def forward(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    def call(x):
+        trainable = [variable.value for variable in model.trainable_variables]
+        non_trainable = [variable.value for variable in model.non_trainable_variables]
+        return forward(trainable, non_trainable, jnp.asarray(x, jnp.float32))
 
     return call
 

@@ -19,6 +19,7 @@ import collections
 import keras
 import numpy as np
 
+from keras_reliability import backend
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
@@ -240,6 +241,7 @@ class FeatureExtractor:
         self._build()
 
     def _build(self):
+        self._compiled = {}
         self._softmax_inside = False
         self._logits_model = None
         self._predictor = None
@@ -302,6 +304,26 @@ class FeatureExtractor:
         if self._logits_model is None:
             self._logits_model = _LogitsModel(self._predictor or self.model, self._softmax_inside)
         return self._logits_model
+
+    def input_gradient(self, loss, with_outputs=False):
+        """`backend.input_gradient_function` of `logits_model()` for `loss`.
+
+        Compiled once per loss and kept, so that every attack or scorer on
+        this model shares one traced function.
+        """
+        key = (self.logits_model(), loss, with_outputs)
+        if key not in self._compiled:
+            self._compiled[key] = backend.input_gradient_function(
+                self.logits_model(), loss, with_outputs
+            )
+        return self._compiled[key]
+
+    def forward(self):
+        """`backend.forward_function` of `logits_model()`: compiled logits."""
+        key = (self.logits_model(), "forward")
+        if key not in self._compiled:
+            self._compiled[key] = backend.forward_function(self.logits_model())
+        return self._compiled[key]
 
     def head(self, key, features, batch_size=None):
         """Logits computed from the features of `key` by the layers after it.

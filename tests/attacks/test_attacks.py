@@ -15,9 +15,6 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
 
 from keras_reliability import registry
 from keras_reliability.attacks import Attack
@@ -29,7 +26,6 @@ from keras_reliability.attacks.attack import cross_entropy
 BACKEND = keras.backend.backend()
 NUM_CLASSES = 10
 HIDDEN = 32
-NUM_TRAIN, NUM_TEST = 600, 96
 RANGE = (0.0, 1.0)
 # Float32 slack of the budget checks.
 ATOL = 1e-6
@@ -161,31 +157,15 @@ class SoftmaxInCall(keras.Model):
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(digits_split):
     """`(x_train, y_train, x_test, y_test)`: digits as flat 64-vectors in [0, 1]."""
-    digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")
-    y = digits.target.astype("int32")
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
-    test = slice(NUM_TRAIN, NUM_TRAIN + NUM_TEST)
-    return x[:NUM_TRAIN], y[:NUM_TRAIN], x[test], y[test]
+    return digits_split
 
 
 @pytest.fixture(scope="module")
-def weights(data):
-    """Trained MLP weights `[W1, b1, W2, b2]` (scikit-learn, ~1 s)."""
-    x_train, y_train, _, _ = data
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp = MLPClassifier(
-            hidden_layer_sizes=(HIDDEN,), learning_rate_init=1e-2, max_iter=60, random_state=0
-        ).fit(x_train, y_train)
-    return [
-        w.astype("float32")
-        for pair in zip(mlp.coefs_, mlp.intercepts_)
-        for w in pair
-    ]
+def weights(digits_mlp_weights):
+    """Trained MLP weights `[W1, b1, W2, b2]`."""
+    return digits_mlp_weights
 
 
 @pytest.fixture(scope="module")
@@ -302,9 +282,7 @@ def test_fgsm_equals_direct_computation(fgsm_adv, x, gradient):
     assert_same_sign_steps(fgsm_adv, expected, gradient)
 
 
-def test_fgsm_is_batch_size_independent_and_accepts_one_hot(
-    fgsm, fgsm_adv, model, x, y, gradient
-):
+def test_fgsm_is_batch_size_independent_and_accepts_one_hot(fgsm, fgsm_adv, model, x, y, gradient):
     batched = FGSM(0.1, input_range=RANGE, batch_size=48).generate(model, x, y)
     one_hot = fgsm.generate(model, x, np.eye(NUM_CLASSES)[y])
     column = fgsm.generate(model, x, y.reshape(-1, 1))
@@ -593,10 +571,13 @@ def test_missing_input_range_is_inferred_with_a_warning(model, x, y):
 # ------------------------------------------------ registry and serialization
 
 
-@pytest.mark.parametrize("config", [
-    {"class_name": "fgsm", "config": {"epsilon": 0.2, "input_range": RANGE}},
-    {"class_name": "PGD", "config": {"epsilon": 0.2, "steps": 3, "norm": "l2"}},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"class_name": "fgsm", "config": {"epsilon": 0.2, "input_range": RANGE}},
+        {"class_name": "PGD", "config": {"epsilon": 0.2, "steps": 3, "norm": "l2"}},
+    ],
+)
 def test_registry_builds_from_config(config):
     attack = registry.get("attack", config)
     assert isinstance(attack, Attack)
