@@ -3,7 +3,7 @@
     KERAS_BACKEND=tensorflow python benchmarks/run.py --out results.json
     KERAS_BACKEND=jax python benchmarks/run.py --only bayesian --out results.json
 
-`--only` takes suite names (calibration, bayesian, ood) or benchmark function
+`--only` takes suite names (calibration, bayesian, ood, adversarial) or benchmark function
 names, comma-separated. Nothing imports TensorFlow unless the backend is
 TensorFlow, so the JAX and PyTorch runs work without it installed.
 
@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 
+import adversarial_benchmarks  # noqa: E402
 import bayesian_benchmarks  # noqa: E402
 import calibration_benchmarks  # noqa: E402
 import ood_benchmarks  # noqa: E402
@@ -31,6 +32,7 @@ SUITES = {
     "calibration": calibration_benchmarks,
     "bayesian": bayesian_benchmarks,
     "ood": ood_benchmarks,
+    "adversarial": adversarial_benchmarks,
 }
 
 
@@ -112,7 +114,9 @@ def main():
     header["run_s"] = time.perf_counter() - start
     header["load_average_after"] = _load_average()
 
-    print(f"{header['date']} | backend {header['backend']} | device {header['device']} | {header['machine']}")
+    print(
+        f"{header['date']} | backend {header['backend']} | device {header['device']} | {header['machine']}"
+    )
     print("| measurement | shape | reference | ours (s) | reference (s) | ratio | goal | met |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:

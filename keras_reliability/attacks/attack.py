@@ -19,6 +19,7 @@ from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
+from keras_reliability.ood.features import check_single_input
 from keras_reliability.ood.features import feature_extractor
 
 # The usual L-inf budget for images in [0, 1]; lets the registry build an
@@ -124,6 +125,7 @@ class Attack:
                 several inputs or outputs, or outputs that are not class scores.
         """
         owner = type(self).__name__
+        check_single_input(model, owner)
         x = _float_inputs(x, owner)
         lo, hi = self._range(x)
         extractor = feature_extractor(model, (), owner)

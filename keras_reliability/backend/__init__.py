@@ -22,6 +22,15 @@ def _native_module():
     return importlib.import_module(f"keras_reliability.backend.{name}")
 
 
+def _module_for(feature):
+    module = _native_module()
+    if module is None:
+        raise NotImplementedError(
+            f"{feature} is not implemented for the {keras.backend.backend()!r} backend."
+        )
+    return module
+
+
 def argmax(x, axis=-1):
     """Index of the maximum along `axis`, as int32 (first one on ties).
 
@@ -56,12 +65,7 @@ def input_gradient_function(model, loss, with_outputs=False):
         `jax.jit` on JAX and `tf.function` on TensorFlow; eager autograd on
         PyTorch.
     """
-    module = _native_module()
-    if module is None:
-        raise NotImplementedError(
-            f"Input gradients are not implemented for the {keras.backend.backend()!r} backend."
-        )
-    return module.input_gradient_function(model, loss, with_outputs)
+    return _module_for("Input gradients").input_gradient_function(model, loss, with_outputs)
 
 
 def forward_function(model):
@@ -94,11 +98,7 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
     Returns:
         The function to install as `model.train_step`.
     """
-    module = _native_module()
-    if module is None:
-        raise NotImplementedError(
-            f"Adversarial training is not implemented for the {keras.backend.backend()!r} backend."
-        )
+    module = _module_for("Adversarial training")
     if hasattr(module, "adversarial_train_step"):
         # JAX: the step carries the weights in its state.
         return module.adversarial_train_step(model, logits_model, train_step, transform, seed)
@@ -113,6 +113,22 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
         return train_step(transform(data, gradient, logits, seed_generator))
 
     return step
+
+
+def free_adversarial_train_step(model, recipe, seed):
+    """A train step that replays each batch, Shafahi et al.'s "free" training.
+
+    Each of `recipe.replays` replays is one optimizer step on
+    `recipe.adversarial(x, delta)`; the same backward pass gives the input
+    gradient that `recipe.update(delta, gradient)` turns into the next
+    perturbation. `recipe.start(x, seed)` draws the first one. Loss, loss
+    scaling, metrics and optimizer are the model's own, as in its compiled
+    train step.
+
+    Returns:
+        The function to install as `model.train_step`.
+    """
+    return _module_for("Free adversarial training").free_adversarial_train_step(model, recipe, seed)
 
 
 def cross_entropy(logits, targets):

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import keras
 
 
 def argmax(x, axis):
@@ -67,5 +68,45 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
 
         key = jax.random.fold_in(base_key, optimizer_variables[iterations])
         return train_step(state, transform(data, gradient, logits, key))
+
+    return step
+
+
+def free_adversarial_train_step(model, recipe, seed):
+    # Keras' JAX train step, differentiating its loss function with respect
+    # to the inputs (argument 3) as well as the weights, in one backward
+    # pass (keras/src/backend/jax/trainer.py).
+    iterations = [v is model.optimizer.iterations for v in model.optimizer.variables].index(True)
+    base_key = jax.random.PRNGKey(0 if seed is None else seed)
+    value_and_gradients = jax.value_and_grad(
+        model.compute_loss_and_updates, argnums=(0, 3), has_aux=True
+    )
+
+    def step(state, data):
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = jnp.asarray(x, jnp.float32)
+        delta = recipe.start(x, jax.random.fold_in(base_key, optimizer_variables[iterations]))
+        for _ in range(recipe.replays):
+            inputs = recipe.adversarial(x, delta)
+            (_, aux), (gradients, input_gradient) = value_and_gradients(
+                trainable,
+                non_trainable,
+                metrics_variables,
+                inputs,
+                y,
+                sample_weight,
+                training=True,
+                optimizer_variables=optimizer_variables,
+            )
+            unscaled_loss, y_pred, non_trainable, metrics_variables = aux
+            trainable, optimizer_variables = model.optimizer.stateless_apply(
+                optimizer_variables, gradients, trainable
+            )
+            logs, metrics_variables = model._update_metrics_variables(
+                metrics_variables, unscaled_loss, inputs, y, y_pred, sample_weight
+            )
+            delta = recipe.update(delta, input_gradient)
+        return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
     return step

@@ -1,5 +1,6 @@
 """TensorFlow implementations for keras_reliability.backend."""
 
+import keras
 import tensorflow as tf
 
 
@@ -26,3 +27,38 @@ def input_gradient_function(model, loss, with_outputs):
 def forward_function(model):
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return lambda x: forward(tf.convert_to_tensor(x, tf.float32))
+
+
+def free_adversarial_train_step(model, recipe, seed):
+    # Keras' TensorFlow train step, with the input among the gradient
+    # targets of its one backward pass (keras/src/backend/tensorflow/trainer.py).
+    seed_generator = keras.random.SeedGenerator(seed)
+
+    def step(data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.cast(x, tf.float32)
+        delta = recipe.start(x, seed_generator)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for _ in range(recipe.replays):
+            inputs = recipe.adversarial(x, delta)
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                y_pred = model(inputs, training=True)
+                loss = model.compute_loss(
+                    x=inputs, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+                )
+                # The loss of one replica is scaled down for distribution.
+                model._loss_tracker.update_state(
+                    loss * tf.cast(replicas, loss.dtype), sample_weight=tf.shape(inputs)[0]
+                )
+                if model.optimizer is not None:
+                    loss = model.optimizer.scale_loss(loss)
+            weights = model.trainable_weights
+            *gradients, input_gradient = tape.gradient(
+                loss, [*weights, inputs], unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            model.optimizer.apply_gradients(zip(gradients, weights))
+            delta = recipe.update(delta, input_gradient)
+        return model.compute_metrics(inputs, y, y_pred, sample_weight=sample_weight)
+
+    return step

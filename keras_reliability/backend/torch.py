@@ -1,5 +1,6 @@
 """PyTorch implementations for keras_reliability.backend."""
 
+import keras
 import torch
 from keras import ops
 
@@ -26,3 +27,23 @@ def forward_function(model):
             return model(ops.convert_to_tensor(x, "float32"), training=False)
 
     return call
+
+
+def free_adversarial_train_step(model, recipe, seed):
+    # The model's own step runs `loss.backward()`, which also fills the
+    # `.grad` of the input when the input is a leaf that requires it.
+    train_step = model.train_step
+    seed_generator = keras.random.SeedGenerator(seed)
+
+    def step(data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = ops.convert_to_tensor(x, "float32")
+        delta = recipe.start(x, seed_generator)
+        for _ in range(recipe.replays):
+            inputs = recipe.adversarial(x, delta).detach().requires_grad_(True)
+            logs = train_step(keras.utils.pack_x_y_sample_weight(inputs, y, sample_weight))
+            gradient = inputs.grad if inputs.grad is not None else torch.zeros_like(inputs)
+            delta = recipe.update(delta, gradient).detach()
+        return logs
+
+    return step

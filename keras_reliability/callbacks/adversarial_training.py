@@ -11,6 +11,7 @@ from keras_reliability import registry
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.attack import check_input_range
 from keras_reliability.callbacks.log_files import warn_on_overwrite
+from keras_reliability.ood.features import check_single_input
 from keras_reliability.ood.features import feature_extractor
 
 _OWNER = "AdversarialTrainingCallback"
@@ -33,7 +34,9 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
     Recipes (registry kind `"training_recipe"`): `"fgsm"`, `"mix"`
     (Goodfellow et al.'s `0.5 * clean + 0.5 * FGSM` loss), `"fgsm_rs"` (Wong
     et al.'s FGSM from a random start), `"pgd"` (Madry et al.), `"trades"`
-    (Zhang et al.) and `"noise"` (Gaussian noise of std `epsilon`).
+    (Zhang et al.), `"free"` (Shafahi et al.: each batch replayed
+    `replays` times, one backward pass per replay for the weights and the
+    perturbation) and `"noise"` (Gaussian noise of std `epsilon`).
 
     With `eval_data`, every `eval_every` epochs it writes
     `adv_clean_accuracy` and `adv_<attack>_accuracy` for each of
@@ -143,10 +146,7 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
                 f"{_OWNER}: the model was compiled without a loss; compile it with "
                 "one (e.g. `loss=SparseCategoricalCrossentropy(from_logits=True)`)."
             )
-        if getattr(model, "inputs", None) and len(model.inputs) != 1:
-            raise ValueError(
-                f"{_OWNER}: the model must have one input; it has {len(model.inputs)}."
-            )
+        check_single_input(model, _OWNER)
         extractor = feature_extractor(model, (), _OWNER)
         if self.eval_data is not None:
             # Checks the model against the data, and detects a softmax inside.
@@ -229,9 +229,12 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
                 return model.make_train_function(force=force)
             return original_make_train_function(force=force)
 
-        model.train_step = backend.adversarial_train_step(
-            model, logits_model, original_train_step, recipe.transform, self.seed
-        )
+        if getattr(recipe, "replays", None):
+            model.train_step = backend.free_adversarial_train_step(model, recipe, self.seed)
+        else:
+            model.train_step = backend.adversarial_train_step(
+                model, logits_model, original_train_step, recipe.transform, self.seed
+            )
         model.make_train_function = make_train_function
         model._keras_reliability_adversarial = installing
         model.make_train_function(force=True)
@@ -266,13 +269,14 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         recipe = self.recipe_identifier
         attacks = self.eval_attack_identifiers
         return {
-            "recipe": recipe if isinstance(recipe, str) else keras.saving.serialize_keras_object(recipe),
+            "recipe": (
+                recipe if isinstance(recipe, str) else keras.saving.serialize_keras_object(recipe)
+            ),
             "epsilon": self.epsilon,
             "input_range": self.input_range,
             "recipe_options": self.recipe_options,
             "eval_attacks": [
-                a if isinstance(a, str) else keras.saving.serialize_keras_object(a)
-                for a in attacks
+                a if isinstance(a, str) else keras.saving.serialize_keras_object(a) for a in attacks
             ],
             "eval_epsilon": self.eval_epsilon,
             "eval_every": self.eval_every,

@@ -139,6 +139,19 @@ def _symbolic_graph(model, owner, required=True):
     return inputs, outputs[0]
 
 
+def check_single_input(model, owner):
+    """Raises unless `model` takes one input (when its inputs are known)."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # subclassed: unknown until called
+        return
+    if inputs and len(inputs) != 1:
+        raise ValueError(
+            f"{owner}: the model must have one input; model {model.name!r} has "
+            f"{len(inputs)} inputs."
+        )
+
+
 class _ExtractorModel(keras.Model):
     """Returns `{"logits": ..., <feature key>: ...}` in one call."""
 

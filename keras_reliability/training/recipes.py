@@ -28,6 +28,13 @@ def register_recipe(name):
     return decorator
 
 
+def optional_step_size(step_size, owner):
+    """A positive step size, or None for the recipe's default rule."""
+    if step_size is None:
+        return None
+    return check_number(step_size, "step_size", positive=True, owner=owner)
+
+
 class Recipe:
     """Base class of adversarial-training recipes.
 
@@ -129,11 +136,7 @@ class FastFGSMTraining(Recipe):
 
     def __init__(self, epsilon, input_range, step_size=None):
         super().__init__(epsilon, input_range)
-        self.step_size = (
-            None
-            if step_size is None
-            else check_number(step_size, "step_size", positive=True, owner="fgsm_rs")
-        )
+        self.step_size = optional_step_size(step_size, "fgsm_rs")
 
     def perturb(self, x, labels, gradient, logits, seed):
         step_size = self.step_size if self.step_size is not None else 1.25 * self.epsilon
@@ -164,14 +167,12 @@ class PGDTraining(Recipe):
     def __init__(self, epsilon, input_range, steps=7, step_size=None):
         super().__init__(epsilon, input_range)
         self.steps = check_positive_int(steps, "steps", owner="pgd")
-        self.step_size = (
-            None
-            if step_size is None
-            else check_number(step_size, "step_size", positive=True, owner="pgd")
-        )
+        self.step_size = optional_step_size(step_size, "pgd")
 
     def perturb(self, x, labels, gradient, logits, seed):
-        step_size = self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
+        step_size = (
+            self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
+        )
         x_adv = self.clip(
             x + keras.random.uniform(ops.shape(x), -self.epsilon, self.epsilon, seed=seed), x
         )
@@ -192,7 +193,9 @@ class NoiseTraining(Recipe):
 
     def perturb(self, x, labels, gradient, logits, seed):
         lo, hi = self.input_range
-        return ops.clip(x + keras.random.normal(ops.shape(x), stddev=self.epsilon, seed=seed), lo, hi)
+        return ops.clip(
+            x + keras.random.normal(ops.shape(x), stddev=self.epsilon, seed=seed), lo, hi
+        )
 
 
 @register_recipe("trades")
@@ -217,18 +220,16 @@ class TRADESTraining(Recipe):
         super().__init__(epsilon, input_range)
         self.beta = check_number(beta, "beta", positive=False, owner="trades")
         self.steps = check_positive_int(steps, "steps", owner="trades")
-        self.step_size = (
-            None
-            if step_size is None
-            else check_number(step_size, "step_size", positive=True, owner="trades")
-        )
+        self.step_size = optional_step_size(step_size, "trades")
         # Set by the callback: whether the model outputs probabilities.
         self.outputs_probabilities = False
 
     def perturb(self, x, labels, gradient, logits, seed):
         # In x', KL(f(x) || f(x')) has the gradient of the cross-entropy
         # against the (fixed) clean probabilities.
-        step_size = self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
+        step_size = (
+            self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
+        )
         targets = ops.stop_gradient(ops.softmax(logits(x), axis=-1))
         x_adv = self.clip(x + 0.001 * keras.random.normal(ops.shape(x), seed=seed), x)
         for _ in range(self.steps):
@@ -252,3 +253,59 @@ class TRADESTraining(Recipe):
             "steps": self.steps,
             "step_size": self.step_size,
         }
+
+
+@register_recipe("free")
+class FreeTraining(Recipe):
+    """Shafahi et al.'s "free" adversarial training: each batch is replayed.
+
+    The train step runs `replays` optimizer steps on the batch. Each replay
+    trains on `x + delta` and, from the same backward pass, takes the input
+    gradient that moves `delta` by `step_size * sign(gradient)` (clipped to
+    the epsilon-ball) for the next replay, so the attack costs no extra
+    gradient computation. Train for `epochs / replays` epochs to keep the
+    cost of plain training, as the paper does.
+
+    The perturbation is carried across the replays of a batch and starts
+    from a uniform random point of the ball for each new batch (the paper
+    carries it across batches too; Wong et al. 2020 found that carried
+    start acts as a random initialisation, and a train step that keeps
+    state outside the model cannot be compiled on JAX).
+
+    Args:
+        epsilon: L-inf budget.
+        input_range: `(lo, hi)` of valid inputs.
+        replays: optimizer steps per batch, `m` in the paper (>= 1).
+        step_size: perturbation step per replay; None uses `epsilon`.
+
+    References:
+        Shafahi et al., "Adversarial Training for Free!", NeurIPS 2019.
+    """
+
+    def __init__(self, epsilon, input_range, replays=4, step_size=None):
+        super().__init__(epsilon, input_range)
+        self.replays = check_positive_int(replays, "replays", owner="free")
+        self.step_size = optional_step_size(step_size, "free")
+
+    def start(self, x, seed):
+        """The first perturbation of a batch."""
+        return keras.random.uniform(ops.shape(x), -self.epsilon, self.epsilon, seed=seed)
+
+    def adversarial(self, x, delta):
+        """The inputs a replay trains on."""
+        lo, hi = self.input_range
+        return ops.clip(x + delta, lo, hi)
+
+    def update(self, delta, gradient):
+        """The perturbation of the next replay, from this replay's input gradient."""
+        step_size = self.step_size if self.step_size is not None else self.epsilon
+        return ops.clip(delta + step_size * ops.sign(gradient), -self.epsilon, self.epsilon)
+
+    def transform(self, data, gradient, logits, seed):
+        raise NotImplementedError(
+            "free: the replays run in `backend.free_adversarial_train_step`, not as a "
+            "batch transform."
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "replays": self.replays, "step_size": self.step_size}

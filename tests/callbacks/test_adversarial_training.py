@@ -15,6 +15,7 @@ from keras_reliability.attacks import PGD
 from keras_reliability.attacks import robust_accuracy
 from keras_reliability.callbacks import AdversarialTrainingCallback
 from keras_reliability.training import FastFGSMTraining
+from keras_reliability.training import FreeTraining
 from keras_reliability.training import FGSMTraining
 from keras_reliability.training import MixedFGSMTraining
 from keras_reliability.training import NoiseTraining
@@ -28,6 +29,7 @@ RECIPES = {
     "pgd": PGDTraining,
     "trades": TRADESTraining,
     "noise": NoiseTraining,
+    "free": FreeTraining,
 }
 ADV_KEYS = ["adv_clean_accuracy", "adv_fgsm_accuracy", "adv_pgd_accuracy"]
 # Attributes the callback sets on the model while it trains.
@@ -214,6 +216,8 @@ def test_early_stopping_monitors_adv_pgd_accuracy(digits):
         ("noise", 0.0, None),
         # The adversarial half of the batch has weight 0.
         ("mix", 0.3, {"clean_weight": 1.0}),
+        # One replay of the clean batch is the model's own step.
+        ("free", 0.0, {"replays": 1}),
     ],
 )
 def test_null_perturbation_trains_like_a_plain_fit(
@@ -260,7 +264,7 @@ def plain_robust_accuracy(digits):
 
 
 @pytest.mark.parametrize(
-    "recipe, options", [("fgsm_rs", None), ("pgd", {"steps": 2})]
+    "recipe, options", [("fgsm_rs", None), ("pgd", {"steps": 2}), ("free", {"replays": 2})]
 )
 def test_adversarial_training_raises_fgsm_accuracy(
     digits, plain_robust_accuracy, recipe, options
@@ -276,6 +280,43 @@ def test_adversarial_training_raises_fgsm_accuracy(
     assert plain_clean > 0.8
     assert clean > 0.5, "the adversarially trained model collapsed"
     assert adversarial > plain_adversarial + 0.1, (plain_adversarial, adversarial)
+
+
+@pytest.mark.parametrize("replays", [1, 3])
+def test_free_training_takes_one_optimizer_step_per_replay(digits, replays):
+    (x, y), _ = digits
+    model = make_model()
+    callback = AdversarialTrainingCallback("free", epsilon=0.1, recipe_options={"replays": replays})
+    history = fit_once(model, x[:256], y[:256], [callback])
+    # 4 batches of 64.
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4 * replays
+    assert math.isfinite(history.history["loss"][0])
+    assert_restored(model)
+
+
+def test_free_replays_move_the_perturbation_along_the_input_gradient(digits, plain_reference):
+    """Two replays with a zero start: the second trains on x + eps * sign(grad)
+    of the first replay's loss, i.e. one plain step then one FGSM step."""
+    (x, y), _ = digits
+    start, _ = plain_reference
+    model = make_model(seed=1, optimizer="sgd")
+    model.set_weights(start)
+    recipe = FreeTraining(epsilon=0.1, input_range=(0, 1), replays=2)
+    recipe.start = lambda inputs, seed: keras.ops.zeros_like(inputs)
+    fit_once(model, x[:64], y[:64], [AdversarialTrainingCallback(recipe, epsilon=0.1)])
+    # The same two steps done by hand: a plain step, then a step on the FGSM
+    # inputs of the start weights (the first replay's backward pass).
+    reference = make_model(seed=1, optimizer="sgd")
+    reference.set_weights(start)
+    fit_once(reference, x[:64], y[:64])
+    weights_after_one = reference.get_weights()
+    reference.set_weights(start)
+    # FGSM direction at the start weights (the first replay's input gradient).
+    attack = FGSM(0.1, input_range=(0, 1))
+    x_fgsm = attack.generate(reference, x[:64], y[:64])
+    reference.set_weights(weights_after_one)
+    fit_once(reference, x_fgsm, y[:64])
+    assert_weights_close(model.get_weights(), reference.get_weights(), atol=1e-5)
 
 
 # Restoration -----------------------------------------------------------------
@@ -445,6 +486,40 @@ def test_model_without_loss_fails_before_training(digits):
     assert_restored(model)
 
 
+def _two_input_model():
+    first, second = keras.Input((64,)), keras.Input((64,))
+    return keras.Model([first, second], keras.layers.Dense(10)(keras.layers.Add()([first, second])))
+
+
+def _two_output_model():
+    inputs = keras.Input((64,))
+    return keras.Model(inputs, [keras.layers.Dense(10)(inputs), keras.layers.Dense(10)(inputs)])
+
+
+@pytest.mark.parametrize(
+    "build, match", [(_two_input_model, "one input.*2 inputs"), (_two_output_model, "2 outputs")]
+)
+def test_models_with_several_inputs_or_outputs_fail_before_training(digits, build, match):
+    (x, y), _ = digits
+    model = build()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    counter = BatchCounter()
+    data = [x[:64], x[:64]] if len(model.inputs) == 2 else x[:64]
+    labels = y[:64] if len(model.outputs) == 1 else [y[:64], y[:64]]
+    with pytest.raises(ValueError, match=match):
+        model.fit(
+            data, labels, epochs=1, verbose=0,
+            callbacks=[counter, AdversarialTrainingCallback("fgsm", epsilon=0.1)],
+        )
+    assert counter.batches == 0
+    assert_restored(model)
+    # The attacks refuse them with the same message.
+    with pytest.raises(ValueError, match=match):
+        registry.get("attack", {"class_name": "fgsm", "config": {"input_range": (0, 1)}}).generate(
+            model, x[:8], y[:8]
+        )
+
+
 # Configuration and registry --------------------------------------------------
 
 
@@ -526,6 +601,8 @@ def test_recipe_options_reach_the_recipe():
         (FGSMTraining, {"epsilon": -0.1}, "epsilon"),
         (NoiseTraining, {"epsilon": float("nan")}, "epsilon"),
         (FGSMTraining, {"input_range": None}, "input_range"),
+        (FreeTraining, {"replays": 0}, "replays"),
+        (FreeTraining, {"step_size": 0.0}, "step_size"),
         (PGDTraining, {"input_range": (1, 0)}, "input_range"),
     ],
 )
