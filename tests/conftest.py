@@ -13,6 +13,20 @@ DATA_DIR = pathlib.Path(os.environ.get("KERAS_RELIABILITY_DATA", _DEFAULT_DATA))
 
 BACKEND = keras.backend.backend()
 
+# Distribution tests need two devices. On TensorFlow the CPU is split into
+# two logical devices before TensorFlow initialises its runtime (one device
+# is still the default, so other tests are unaffected).
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    try:
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0],
+            [tf.config.LogicalDeviceConfiguration()] * 2,
+        )
+    except RuntimeError:  # already initialised (e.g. by a plugin): tests skip
+        pass
+
 
 def data_path(*parts):
     """Path into the shared reference data; skips the test when it is absent."""
@@ -95,9 +109,7 @@ def _wong2020_mnist_model(name):
         ],
         name=f"wong2020_{name}",
     )
-    conv1, conv2, dense1, dense2 = (
-        layer for layer in model.layers if layer.weights
-    )
+    conv1, conv2, dense1, dense2 = (layer for layer in model.layers if layer.weights)
     conv1.set_weights([weights["0_weight"].transpose(2, 3, 1, 0), weights["0_bias"]])
     conv2.set_weights([weights["2_weight"].transpose(2, 3, 1, 0), weights["2_bias"]])
     dense1.set_weights([weights["5_weight"].T, weights["5_bias"]])
