@@ -1,5 +1,6 @@
 """Shared test fixtures: the real reference data and backend facts."""
 
+import functools
 import os
 import pathlib
 
@@ -39,6 +40,17 @@ def data_path(*parts):
     return path
 
 
+@pytest.fixture(scope="session")
+def shuffled_digits():
+    """scikit-learn's digits as flat 64-vectors in [0, 1], shuffled (seed 0): `(x, y)`."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    import numpy as np
+
+    data = datasets.load_digits()
+    order = np.random.default_rng(0).permutation(len(data.target))
+    return (data.data[order] / 16.0).astype("float32"), data.target[order].astype("int32")
+
+
 @pytest.fixture
 def densenet40_logits():
     """Kull et al.'s DenseNet-40 CIFAR-10 logits: (val, y_val, test, y_test)."""
@@ -50,20 +62,21 @@ def densenet40_logits():
     return val, y_val.ravel(), test, y_test.ravel()
 
 
-def _read_idx(folder, name, offset):
-    import gzip
+@functools.lru_cache(maxsize=None)
+def _mnist_data():
+    """examples/mnist_data.py, the loaders the examples use (one copy of them)."""
+    import importlib.util
 
-    import numpy as np
-
-    with gzip.open(data_path(folder, name)) as file:
-        return np.frombuffer(file.read(), np.uint8, offset=offset)
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "mnist_data.py"
+    spec = importlib.util.spec_from_file_location("mnist_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def idx_images(folder):
     """`(x, y)` of an IDX test set in ../shared/data: x (N, 28, 28, 1) in [0, 1]."""
-    x = _read_idx(folder, "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1)
-    y = _read_idx(folder, "t10k-labels-idx1-ubyte.gz", 8)
-    return (x / 255.0).astype("float32"), y.astype("int32")
+    return _mnist_data().load_idx(data_path(folder))
 
 
 @pytest.fixture(scope="session")
@@ -87,31 +100,6 @@ def wong2020_mnist_model():
 def _wong2020_mnist_model(name):
     """Wong et al. (2020)'s adversarially trained MNIST CNN as a Keras model.
 
-    `name` is "fgsm" or "pgd_madry". The PyTorch weights are converted as the
-    data README says: OIHW -> HWIO kernels, explicit padding 1, and the dense
-    layer reading the feature map in PyTorch's NCHW flatten order. Outputs
-    logits.
+    `name` is "fgsm" or "pgd_madry"; logits out (see examples/mnist_data.py).
     """
-    import numpy as np
-
-    weights = np.load(data_path("wong2020_mnist_models", f"{name}_weights.npz"))
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.ZeroPadding2D(1),
-            keras.layers.Conv2D(16, 4, strides=2, activation="relu"),
-            keras.layers.ZeroPadding2D(1),
-            keras.layers.Conv2D(32, 4, strides=2, activation="relu"),
-            keras.layers.Permute((3, 1, 2)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(100, activation="relu"),
-            keras.layers.Dense(10),
-        ],
-        name=f"wong2020_{name}",
-    )
-    conv1, conv2, dense1, dense2 = (layer for layer in model.layers if layer.weights)
-    conv1.set_weights([weights["0_weight"].transpose(2, 3, 1, 0), weights["0_bias"]])
-    conv2.set_weights([weights["2_weight"].transpose(2, 3, 1, 0), weights["2_bias"]])
-    dense1.set_weights([weights["5_weight"].T, weights["5_bias"]])
-    dense2.set_weights([weights["7_weight"].T, weights["7_bias"]])
-    return model
+    return _mnist_data().wong2020_model(data_path("wong2020_mnist_models"), name)

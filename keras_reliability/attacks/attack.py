@@ -14,13 +14,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_reliability import registry
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
 from keras_reliability.ood.features import check_single_input
 from keras_reliability.ood.features import feature_extractor
+from keras_reliability.serialization import register_serializable
 
 # The usual L-inf budget for images in [0, 1]; lets the registry build an
 # attack from its name alone.
@@ -33,13 +33,7 @@ _ZERO_GRADIENT_FRACTION = 0.5
 
 def register_attack(name):
     """Registers an attack class as `attack` `name` and as serializable."""
-
-    def decorator(cls):
-        cls.registered_name = name
-        registry.register("attack", name)(cls)
-        return keras.saving.register_keras_serializable(package="keras_reliability")(cls)
-
-    return decorator
+    return register_serializable("attack", name)
 
 
 def check_input_range(input_range, owner):
@@ -188,11 +182,11 @@ class Attack:
         That is a misclassified input if any run found one, else the input
         with the highest cross-entropy.
         """
+        if restarts == 1:
+            return run()
         best = None
         for _ in range(restarts):
             candidate = run()
-            if restarts == 1:
-                return candidate
             logits = self.logits(candidate)
             loss = cross_entropy(logits, labels)
             fooled = ops.argmax(logits, axis=-1) != ops.cast(labels, "int32")

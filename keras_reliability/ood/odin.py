@@ -3,7 +3,6 @@
 import numpy as np
 from keras import ops
 
-from keras_reliability import backend
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.ood.features import feature_extractor
@@ -61,7 +60,8 @@ class ODIN(OODScorer):
         if self.epsilon > 0:
             # Checks the outputs (class scores, softmax inside the model or not).
             extractor.predict(x[:batch_size], batch_size=batch_size)
-            gradient = self._gradient_function(extractor)
+            # Compiled once per model and scorer, kept by the extractor.
+            gradient = extractor.input_gradient(self._loss)
             x = np.concatenate(
                 [
                     batch - self.epsilon * np.sign(ops.convert_to_numpy(gradient(batch)))
@@ -71,21 +71,9 @@ class ODIN(OODScorer):
         logits = extractor.predict(x, batch_size=batch_size).logits.astype(np.float64)
         return -softmax(logits / self.temperature).max(axis=-1)
 
-    def _gradient_function(self, extractor):
-        # Compiling the gradient is the costly part: keep it per extractor.
-        cached = getattr(self, "_gradient", None)
-        if cached is None or cached[0] is not extractor:
-            temperature = self.temperature
-
-            def loss(logits):
-                # -log S_yhat(x; T), the loss whose descent raises the score.
-                return -ops.max(ops.log_softmax(logits / temperature, axis=-1), axis=-1)
-
-            cached = self._gradient = (
-                extractor,
-                backend.input_gradient_function(extractor.logits_model(), loss),
-            )
-        return cached[1]
+    def _loss(self, logits):
+        # -log S_yhat(x; T), the loss whose descent raises the score.
+        return -ops.max(ops.log_softmax(logits / self.temperature, axis=-1), axis=-1)
 
     def score_outputs(self, outputs):
         raise NotImplementedError("ODIN runs its own passes: call `score(model, x)`.")

@@ -11,9 +11,9 @@ need their own passes (input gradients, Monte-Carlo sampling) override
 import keras
 import numpy as np
 
-from keras_reliability import registry
 from keras_reliability.ood.features import feature_extractor
 from keras_reliability.ood.features import feature_key
+from keras_reliability.serialization import register_serializable
 
 
 class OODScorer:
@@ -138,13 +138,7 @@ class OODScorer:
 
 def register_scorer(name):
     """Registers a scorer class as `ood_scorer` `name` and as serializable."""
-
-    def decorator(cls):
-        cls.registered_name = name
-        registry.register("ood_scorer", name)(cls)
-        return keras.saving.register_keras_serializable(package="keras_reliability")(cls)
-
-    return decorator
+    return register_serializable("ood_scorer", name)
 
 
 def _default_name(cls):

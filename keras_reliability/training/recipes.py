@@ -11,21 +11,15 @@ backend.
 import keras
 from keras import ops
 
-from keras_reliability import registry
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.attack import check_input_range
+from keras_reliability.serialization import register_serializable
 
 
 def register_recipe(name):
     """Registers a recipe class as `training_recipe` `name` and as serializable."""
-
-    def decorator(cls):
-        cls.registered_name = name
-        registry.register("training_recipe", name)(cls)
-        return keras.saving.register_keras_serializable(package="keras_reliability")(cls)
-
-    return decorator
+    return register_serializable("training_recipe", name)
 
 
 def optional_step_size(step_size, owner):

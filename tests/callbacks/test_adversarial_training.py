@@ -37,14 +37,9 @@ PATCHED = ("train_step", "compute_loss", "make_train_function")
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(shuffled_digits):
     """Digits scaled to [0, 1]: (x, y) train (1000) and held-out (300)."""
-    datasets = pytest.importorskip("sklearn.datasets")
-    data = datasets.load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
+    x, y = shuffled_digits
     return (x[:1000], y[:1000]), (x[1000:1300], y[1000:1300])
 
 

@@ -22,13 +22,8 @@ DEFAULT_KEYS = [
 
 
 @pytest.fixture(scope="module")
-def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    data = datasets.load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
+def digits(shuffled_digits):
+    x, y = shuffled_digits
     return (x[:1000], y[:1000]), (x[1000:1400], y[1000:1400])
 
 

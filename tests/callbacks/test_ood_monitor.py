@@ -35,14 +35,9 @@ IMAGE_SHAPE = (8, 8, 1)
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(shuffled_digits):
     """`(x_train, y_train), x_in, x_ood` as flat 64-vectors in [0, 1]."""
-    datasets = pytest.importorskip("sklearn.datasets")
-    data = datasets.load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
+    x, y = shuffled_digits
     known = y < NUM_CLASSES
     x_known, y_known = x[known], y[known]
     x_ood = x[~known][:200]

@@ -34,11 +34,8 @@ def strategy():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    data = datasets.load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
+def digits(shuffled_digits):
+    x, y = shuffled_digits
     return (x[:1024], y[:1024]), (x[1024:1536], y[1024:1536])
 
 

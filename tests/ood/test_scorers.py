@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import pytest
 from sklearn.covariance import EmpiricalCovariance
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from sklearn.neural_network import MLPClassifier
@@ -195,13 +194,9 @@ def odin_reference_gradient(model, x, temperature):
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(shuffled_digits):
     """`(x_train, y_train, x_test, y_test)`: digits as flat 64-vectors in [0, 1]."""
-    digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")
-    y = digits.target.astype("int32")
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
+    x, y = shuffled_digits
     test = slice(NUM_TRAIN, NUM_TRAIN + NUM_TEST)
     return x[:NUM_TRAIN], y[:NUM_TRAIN], x[test], y[test]
 
