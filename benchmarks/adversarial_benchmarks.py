@@ -91,7 +91,7 @@ def _epoch_seconds(x, y, batch_size, epochs, recipe=None, workload="resnet", **o
 
 
 def adversarial_step_cost(
-    num_examples=2_560, batch_size=256, epochs=4, repeats=2, pgd_steps=3, replays=4
+    num_examples=50_000, batch_size=256, epochs=3, repeats=2, pgd_steps=10, replays=4
 ):
     """Epoch of fit with FGSM-AT, FGSM-RS, PGD-k-AT and Free-AT vs the plain epoch."""
     x, y = _cnn_data(num_examples)

@@ -41,7 +41,7 @@ def _cnn_data(num_examples, num_classes=10, seed=0):
     return x, y
 
 
-def callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=7):
+def callback_epoch_cost(num_examples=50_000, batch_size=256, repeats=7):
     """CalibrationCallback.on_epoch_end vs one model.predict on the same data."""
     model = _cnn()
     x, y = _cnn_data(num_examples)
@@ -75,7 +75,7 @@ def callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=7):
     }
 
 
-def compiled_metric_overhead(num_examples=10_000, batch_size=256, repeats=11):
+def compiled_metric_overhead(num_examples=50_000, batch_size=256, repeats=11):
     """model.evaluate with ExpectedCalibrationError in compile vs without."""
     x, y = _cnn_data(num_examples)
     plain = _cnn()
@@ -118,7 +118,7 @@ def compiled_metric_overhead(num_examples=10_000, batch_size=256, repeats=11):
     }
 
 
-def functional_ece_vs_tfp(num_examples=1_000_000, num_classes=100, repeats=5):
+def functional_ece_vs_tfp(num_rows=1_000_000, num_classes=1_000, repeats=5):
     """expected_calibration_error vs tfp.stats.expected_calibration_error."""
     if keras.backend.backend() != "tensorflow":
         return None
@@ -128,8 +128,8 @@ def functional_ece_vs_tfp(num_examples=1_000_000, num_classes=100, repeats=5):
     except ImportError:
         return None
     rng = np.random.default_rng(0)
-    logits = tf.constant(rng.normal(size=(num_examples, num_classes)).astype("float32") * 3)
-    labels = tf.constant(rng.integers(0, num_classes, num_examples).astype("int32"))
+    logits = tf.constant(rng.normal(size=(num_rows, num_classes)).astype("float32") * 3)
+    labels = tf.constant(rng.integers(0, num_classes, num_rows).astype("int32"))
 
     def ours():
         return kr.metrics.expected_calibration_error(labels, logits, from_logits=True)
@@ -154,7 +154,7 @@ def functional_ece_vs_tfp(num_examples=1_000_000, num_classes=100, repeats=5):
     )
     return {
         "name": "functional ECE",
-        "shape": f"{num_examples}x{num_classes} logits, 15 bins",
+        "shape": f"{num_rows}x{num_classes} logits, 15 bins",
         "reference": "tfp.stats.expected_calibration_error",
         "reference_s": reference_s,
         "ours_s": ours_s,

@@ -19,7 +19,7 @@ import keras_reliability as kr
 LOGIT_SCORERS = ("msp", "energy", "maxlogit", "entropy")
 
 
-def ood_callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=7):
+def ood_callback_epoch_cost(num_examples=50_000, batch_size=256, repeats=7):
     """OODMonitorCallback epoch end vs model.predict over ID + OOD inputs."""
     model = _cnn()
     x_in, _ = _cnn_data(num_examples, seed=0)
@@ -74,7 +74,7 @@ def ood_callback_epoch_cost(num_examples=10_000, batch_size=256, repeats=7):
     ]
 
 
-def mahalanobis_fit_cost(num_examples=10_000, batch_size=256, repeats=5):
+def mahalanobis_fit_cost(num_examples=50_000, batch_size=256, repeats=5):
     """Mahalanobis.fit vs one forward pass plus a direct numpy covariance."""
     model = _cnn()
     x, y = _cnn_data(num_examples)

@@ -2,8 +2,9 @@
 
     KERAS_BACKEND=tensorflow python benchmarks/run.py --out results.json
     KERAS_BACKEND=jax python benchmarks/run.py --only bayesian --out results.json
+    KERAS_BACKEND=torch python benchmarks/run.py --out r.json --markdown r.md
 
-`--only` takes suite names (calibration, bayesian, ood, adversarial) or benchmark function
+`--only` takes suite names (calibration, bayesian, ood, adversarial, memory) or benchmark function
 names, comma-separated. Nothing imports TensorFlow unless the backend is
 TensorFlow, so the JAX and PyTorch runs work without it installed.
 
@@ -26,6 +27,7 @@ import keras  # noqa: E402
 import adversarial_benchmarks  # noqa: E402
 import bayesian_benchmarks  # noqa: E402
 import calibration_benchmarks  # noqa: E402
+import memory_benchmarks  # noqa: E402
 import ood_benchmarks  # noqa: E402
 
 SUITES = {
@@ -33,6 +35,7 @@ SUITES = {
     "bayesian": bayesian_benchmarks,
     "ood": ood_benchmarks,
     "adversarial": adversarial_benchmarks,
+    "memory": memory_benchmarks,
 }
 
 
@@ -77,10 +80,36 @@ def _select(only, parser):
     return selected
 
 
+def markdown_table(header, results):
+    """The results as a Markdown table, under a line naming the run."""
+    lines = [
+        f"{header['date']} | Keras {header['keras']}, backend {header['backend']} | "
+        f"device {header['device']} | {header['machine']}",
+        "",
+        "| measurement | backend | device | shape | reference | ours | reference "
+        "| ratio | goal | met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        unit = r.get("unit", "s")
+        lines.append(
+            f"| {r['name']} | {r['backend']} | {r['device']} | {r['shape']} | {r['reference']} "
+            f"| {r['ours_s']:.4g} {unit} | {r['reference_s']:.4g} {unit} | {r['ratio']:.3f} "
+            f"| {r['goal']} | {'yes' if r['met'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--markdown", help="write the Markdown table here")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument(
+        "--num-examples",
+        type=int,
+        help="examples per benchmark that takes `num_examples` (default: each one's own)",
+    )
     parser.add_argument(
         "--only",
         help="comma-separated suites (" + ", ".join(SUITES) + ") or benchmark names",
@@ -103,8 +132,11 @@ def main():
     for benchmark in selected:
         kwargs = {"repeats": 2} if args.quick else {}
         parameters = inspect.signature(benchmark).parameters
-        if args.quick and "num_examples" in parameters:
-            kwargs["num_examples"] = min(2_000, parameters["num_examples"].default)
+        if "num_examples" in parameters:
+            if args.num_examples:
+                kwargs["num_examples"] = args.num_examples
+            elif args.quick:
+                kwargs["num_examples"] = min(2_000, parameters["num_examples"].default)
         result = benchmark(**kwargs)
         # A benchmark returns one result, several (a list), or None (skipped).
         if isinstance(result, dict):
@@ -114,17 +146,11 @@ def main():
     header["run_s"] = time.perf_counter() - start
     header["load_average_after"] = _load_average()
 
-    print(
-        f"{header['date']} | backend {header['backend']} | device {header['device']} | {header['machine']}"
-    )
-    print("| measurement | shape | reference | ours (s) | reference (s) | ratio | goal | met |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['name']} | {r['shape']} | {r['reference']} | {r['ours_s']:.4f} | "
-            f"{r['reference_s']:.4f} | {r['ratio']:.3f} | {r['goal']} | "
-            f"{'yes' if r['met'] else 'no'} |"
-        )
+    table = markdown_table(header, results)
+    print(table, end="")
+    if args.markdown:
+        with open(args.markdown, "w") as file:
+            file.write(table)
     for r in results:
         if "metrics_only_s" in r:
             print(f"- {r['name']}: the metrics alone take {r['metrics_only_s']:.4f} s")

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.callbacks.model_outputs import model_outputs_logits
 from keras_reliability.layers.sampling import sample_groups
@@ -158,8 +159,8 @@ def predict_with_uncertainty(
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
-    outputs = _monte_carlo_model(model, num_samples).predict(
-        x, batch_size=batch_size, verbose=verbose
+    outputs = distributed.predict(
+        _monte_carlo_model(model, num_samples), x, batch_size=batch_size, verbose=verbose
     )
     if not isinstance(outputs, np.ndarray):
         raise ValueError(

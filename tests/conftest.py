@@ -4,19 +4,27 @@ import functools
 import os
 import pathlib
 
-import keras
-import pytest
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Distribution tests need two devices. On JAX the host platform is split in
+# two before XLA initialises (computations still default to the first).
+if os.environ.get("KERAS_BACKEND") == "jax" and "device_count" not in os.environ.get(
+    "XLA_FLAGS", ""
+):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    ).strip()
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
 
 _DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA_DIR = pathlib.Path(os.environ.get("KERAS_RELIABILITY_DATA", _DEFAULT_DATA))
 
 BACKEND = keras.backend.backend()
 
-# Distribution tests need two devices. On TensorFlow the CPU is split into
-# two logical devices before TensorFlow initialises its runtime (one device
-# is still the default, so other tests are unaffected).
+# On TensorFlow the CPU is split into two logical devices before TensorFlow
+# initialises its runtime (one device is still the default, so other tests
+# are unaffected).
 if BACKEND == "tensorflow":
     import tensorflow as tf
 

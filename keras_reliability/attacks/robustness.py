@@ -3,6 +3,7 @@
 import numpy as np
 from keras import ops
 
+from keras_reliability import distributed
 from keras_reliability import registry
 
 
@@ -48,6 +49,6 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None):
     for epsilon in epsilons:
         budgeted = type(attack).from_config({**config, "epsilon": epsilon})
         x_adv = budgeted.generate(model, x, labels) if epsilon > 0 else np.asarray(x)
-        predictions = model.predict(x_adv, batch_size=config["batch_size"], verbose=0)
+        predictions = distributed.predict(model, x_adv, batch_size=config["batch_size"])
         accuracies[epsilon] = float(np.mean(np.argmax(predictions, axis=1) == labels))
     return accuracies

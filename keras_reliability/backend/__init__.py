@@ -104,7 +104,7 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
         return module.adversarial_train_step(model, logits_model, train_step, transform, seed)
     # TensorFlow and PyTorch steps read the weights from the variables.
     gradient = input_gradient_function(logits_model, cross_entropy)
-    seed_generator = keras.random.SeedGenerator(seed)
+    seed_generator = replica_seed_generator(seed)
 
     def logits(x):
         return logits_model(x, training=False)
@@ -113,6 +113,22 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
         return train_step(transform(data, gradient, logits, seed_generator))
 
     return step
+
+
+def replica_seed_generator(seed):
+    """A `keras.random.SeedGenerator` whose seeds differ between data-parallel replicas.
+
+    Under `tf.distribute` every replica runs the step on its share of the
+    batch, and Keras' own generator hands them all the same seed
+    (keras-team/keras#20611): their random perturbations would repeat one
+    another. TensorFlow's generator folds the replica id into each seed (one
+    device keeps the plain seeds). JAX traces the global batch, so it draws
+    once for all devices.
+    """
+    module = _native_module()
+    if module is not None and hasattr(module, "ReplicaSeedGenerator"):
+        return module.ReplicaSeedGenerator(seed)
+    return keras.random.SeedGenerator(seed)
 
 
 def free_adversarial_train_step(model, recipe, seed):

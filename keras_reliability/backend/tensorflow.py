@@ -29,10 +29,26 @@ def forward_function(model):
     return lambda x: forward(tf.convert_to_tensor(x, tf.float32))
 
 
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """Seeds that differ between the replicas of a `tf.distribute` strategy.
+
+    The replica id is added to the first seed word; replica 0 (and a single
+    device) draws what `keras.random.SeedGenerator` draws.
+    """
+
+    def next(self, ordered=True):
+        seed = super().next(ordered)
+        context = tf.distribute.get_replica_context()
+        if context is None:  # cross-replica context: no replica of its own
+            return seed
+        replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+        return seed + tf.stack([replica, tf.zeros_like(replica)])
+
+
 def free_adversarial_train_step(model, recipe, seed):
     # Keras' TensorFlow train step, with the input among the gradient
     # targets of its one backward pass (keras/src/backend/tensorflow/trainer.py).
-    seed_generator = keras.random.SeedGenerator(seed)
+    seed_generator = ReplicaSeedGenerator(seed)
 
     def step(data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

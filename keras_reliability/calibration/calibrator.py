@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reliability import distributed
 from keras_reliability.metrics._inputs import classification_inputs
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
@@ -130,7 +131,7 @@ class Calibrator(keras.layers.Layer):
             the same kind as the model's (logits or probabilities). The
             original model is shared, not copied.
         """
-        outputs = model.predict(x, batch_size=batch_size, verbose=0)
+        outputs = distributed.predict(model, x, batch_size=batch_size)
         if from_logits is None:
             from_logits = not outputs_are_probabilities(outputs)
             if not from_logits:

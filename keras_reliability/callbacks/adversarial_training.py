@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_reliability import backend
+from keras_reliability import distributed
 from keras_reliability import registry
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.attack import check_input_range
@@ -314,7 +315,7 @@ def _overrides_compute_loss(model):
 
 
 def _accuracy(model, x, y):
-    predictions = model.predict(x, verbose=0, batch_size=256)
+    predictions = distributed.predict(model, x, batch_size=256)
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
     accuracy = float(np.mean(np.argmax(predictions, axis=1) == labels))
     return accuracy if math.isfinite(accuracy) else float("nan")

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
@@ -94,6 +95,7 @@ class HeldOutData:
         Used at train begin so that a model/data mismatch fails before the
         first epoch.
         """
+        distributed.check_batch_size(self.batch_size, self.owner)
         if self.is_array:
             x, y = _take(self.x, _PROBE_SIZE), self.y[:_PROBE_SIZE]
         else:
@@ -102,7 +104,7 @@ class HeldOutData:
                 raise ValueError(f"{self.owner}: `validation_data` yields no batch.")
             x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
         try:
-            outputs = model.predict_on_batch(x)
+            outputs = distributed.predict_on_batch(model, x)
         except Exception as error:
             raise ValueError(
                 f"{self.owner}: the model cannot run on `validation_data` "
@@ -118,13 +120,13 @@ class HeldOutData:
     def collect(self, model):
         """Model outputs, labels and weights on the data, as numpy arrays."""
         if self.is_array:
-            outputs = model.predict(self.x, batch_size=self.batch_size, verbose=0)
+            outputs = distributed.predict(model, self.x, batch_size=self.batch_size)
             return np.asarray(outputs), self.y, self.sample_weight
         outputs, labels, weights = [], [], []
         seen = 0
         for batch in self.batches:
             x, y, w = keras.utils.unpack_x_y_sample_weight(batch)
-            outputs.append(np.asarray(model.predict_on_batch(x)))
+            outputs.append(np.asarray(distributed.predict_on_batch(model, x)))
             labels.append(np.asarray(ops.convert_to_numpy(y)))
             if w is not None:
                 weights.append(np.asarray(ops.convert_to_numpy(w)))

@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_reliability import distributed
 from keras_reliability import registry
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.callbacks.log_files import save_png
@@ -212,6 +213,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
         self._check_model_input_shape()
+        distributed.check_batch_size(self.batch_size, _OWNER)
         self.history = {key: [] for key in self.log_keys}
         probe = self._shared_extractor().predict(
             self.x_in[:_PROBE_SIZE], batch_size=self.batch_size

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reliability import backend
 from keras_reliability.arguments import check_number
 from keras_reliability.layers import priors
 from keras_reliability.layers import sampling
@@ -102,7 +103,8 @@ class VariationalLayer(keras.layers.Layer):
         self.kl_weight = check_number(kl_weight, "kl_weight", positive=False, owner=owner)
         self.sample_at_inference = bool(sample_at_inference)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # Distinct draws on every tf.distribute replica (keras-team/keras#20611).
+        self.seed_generator = backend.replica_seed_generator(seed)
 
     # Weights.
 

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_reliability import backend
+from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.metrics._inputs import outputs_are_probabilities
 
@@ -288,9 +289,9 @@ class FeatureExtractor:
         """`ModelOutputs` of the model on inputs `x` (anything predict takes)."""
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
         if self._predictor is None:
-            outputs = {"logits": self.model.predict(x, batch_size=batch_size, verbose=0)}
+            outputs = {"logits": distributed.predict(self.model, x, batch_size=batch_size)}
         else:
-            outputs = self._predictor.predict(x, batch_size=batch_size, verbose=0)
+            outputs = distributed.predict(self._predictor, x, batch_size=batch_size)
         logits = _class_scores(outputs.pop("logits"), self.owner, self.model)
         exact_logits = True
         if self._predictor is None:
