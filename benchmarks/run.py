@@ -29,6 +29,7 @@ import bayesian_benchmarks  # noqa: E402
 import calibration_benchmarks  # noqa: E402
 import memory_benchmarks  # noqa: E402
 import ood_benchmarks  # noqa: E402
+import timing  # noqa: E402
 
 SUITES = {
     "calibration": calibration_benchmarks,
@@ -144,6 +145,9 @@ def main():
         elif result is not None:
             results.extend(result)
     header["run_s"] = time.perf_counter() - start
+    for r in results:
+        r.setdefault("backend", header["backend"])
+        r.setdefault("device", timing.device_kind())
     header["load_average_after"] = _load_average()
 
     table = markdown_table(header, results)

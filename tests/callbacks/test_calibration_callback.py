@@ -331,3 +331,27 @@ def test_callback_accepts_a_tf_data_dataset(digits):
     assert history.history["val_ece"][-1] == pytest.approx(
         kr.metrics.expected_calibration_error(y_val, logits, from_logits=True), abs=1e-6
     )
+
+
+def test_callback_reads_no_batch_past_max_samples(digits):
+    (x, y), (x_val, y_val) = digits
+
+    class CountingBatches:
+        """An iterable of 50-example batches that counts the batches it hands out."""
+
+        def __init__(self):
+            self.read = 0
+
+        def __iter__(self):
+            for start in range(0, 400, 50):
+                self.read += 1
+                yield x_val[start : start + 50], y_val[start : start + 50]
+
+    batches = CountingBatches()
+    callback = CalibrationCallback(batches, metrics=("ece",), max_samples=120)
+    model = make_model()
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
+    read_at_train_begin = 1  # the probe reads the first batch
+    assert batches.read == read_at_train_begin + 3  # 150 examples cover 120, not all 400
+    outputs, labels, _ = callback.data.collect(model)
+    assert outputs.shape == (120, 10) and labels.shape == (120,)
