@@ -43,10 +43,18 @@ def _num_examples(x):
     return len(keras.tree.flatten(x)[0])
 
 
+def _holds_arrays(x):
+    """Whether `x` is arrays (or a structure of them), not a dataset or generator."""
+    leaves = keras.tree.flatten(x)
+    return bool(leaves) and all(hasattr(leaf, "shape") for leaf in leaves)
+
+
+def _rows(x, start, stop):
+    return keras.tree.map_structure(lambda leaf: leaf[start:stop], x)
+
+
 def _pad(x, count):
     """`x` with its last example repeated `count` more times (arrays, lists or dicts)."""
-    if count == 0:
-        return x
 
     def pad(leaf):
         leaf = np.asarray(keras.ops.convert_to_numpy(leaf))
@@ -55,16 +63,13 @@ def _pad(x, count):
     return keras.tree.map_structure(pad, x)
 
 
-def _trim(outputs, count):
-    return keras.tree.map_structure(lambda leaf: leaf[:count], outputs)
-
-
 def predict(model, x, batch_size=None, verbose=0):
     """`model.predict(x)` with every example of `x`, on one device or many.
 
     Args:
         model: a Keras model.
-        x: input arrays (or a list/dict of them), as `model.predict` takes.
+        x: input arrays (or a list/dict of them), as `model.predict` takes;
+            datasets and generators go to `model.predict` as they are.
         batch_size: batch size of the pass (Keras' default 32 if None); under
             a data-parallel distribution it must be a multiple of the number
             of devices the batch is split over.
@@ -74,18 +79,28 @@ def predict(model, x, batch_size=None, verbose=0):
         The model's outputs, one row per example of `x`.
     """
     shards = batch_shards()
-    if shards == 1:
+    if shards == 1 or not _holds_arrays(x):
         return model.predict(x, batch_size=batch_size, verbose=verbose)
     size = check_batch_size(32 if batch_size is None else batch_size)
     count = _num_examples(x)
-    padded = _pad(x, -count % shards)
-    return _trim(model.predict(padded, batch_size=size, verbose=verbose), count)
+    # The rows the devices split evenly go through predict as a view (no
+    # copy of the inputs); the last few, padded, through one small batch.
+    whole = count - count % shards
+    parts = []
+    if whole:
+        parts.append(model.predict(_rows(x, 0, whole), batch_size=size, verbose=verbose))
+    if whole < count:
+        parts.append(predict_on_batch(model, _rows(x, whole, count)))
+    if len(parts) == 1:
+        return parts[0]
+    return keras.tree.map_structure(lambda *leaves: np.concatenate(leaves), *parts)
 
 
 def predict_on_batch(model, x):
     """`model.predict_on_batch(x)` for a batch of any size, on one device or many."""
     shards = batch_shards()
-    if shards == 1:
-        return model.predict_on_batch(x)
     count = _num_examples(x)
-    return _trim(model.predict_on_batch(_pad(x, -count % shards)), count)
+    if shards == 1 or count % shards == 0:
+        return model.predict_on_batch(x)
+    padded = model.predict_on_batch(_pad(x, -count % shards))
+    return keras.tree.map_structure(lambda leaf: leaf[:count], padded)

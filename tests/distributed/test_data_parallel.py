@@ -320,11 +320,16 @@ def test_multi_input_passes_keep_every_example(two_devices):
         model = keras.Model(
             {"a": a, "b": b}, keras.layers.Dense(4)(keras.layers.concatenate([a, b]))
         )
-        return kr.distributed.predict(model, inputs, batch_size=16)
+        one_row = {key: value[:1] for key, value in inputs.items()}
+        return (
+            kr.distributed.predict(model, inputs, batch_size=16),
+            kr.distributed.predict(model, one_row, batch_size=16),
+        )
 
     single, distributed = single_and_distributed(two_devices, run)
-    assert distributed.shape == single.shape == (51, 4)
-    np.testing.assert_allclose(distributed, single, rtol=1e-5, atol=1e-6)
+    for expected, got, rows in zip(single, distributed, (51, 1)):
+        assert got.shape == expected.shape == (rows, 4)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="per-replica seeds are TensorFlow's")
