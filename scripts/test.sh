@@ -15,6 +15,11 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[tensorflow,jax,torch,tfp,plot,test]"
+# The example plugins, installed as a user would (not editable): their tests
+# check that the registry finds them through their entry points alone.
+for plugin in plugins/*/; do
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$plugin"
+done
 
 reports="$(mktemp -d)"
 status=0
