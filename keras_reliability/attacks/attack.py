@@ -101,7 +101,7 @@ class Attack:
 
     # Public API ------------------------------------------------------------
 
-    def generate(self, model, x, y=None):
+    def generate(self, model, x, y=None, verbose=0):
         """Adversarial versions of inputs `x` for `model`.
 
         Args:
@@ -110,6 +110,7 @@ class Attack:
             x: float inputs, numpy array or tensor.
             y: integer labels (or one-hot); None with
                 `use_predicted_labels=True`.
+            verbose: 1 shows a Keras progress bar over the examples.
 
         Returns:
             A float32 numpy array shaped like `x`, inside `input_range`.
@@ -126,11 +127,13 @@ class Attack:
         labels = self._labels(extractor, x, y)
         self._extractor = extractor
         self._checked_gradient = False
+        progress = keras.utils.Progbar(len(x), verbose=verbose, unit_name="example")
         batches = []
         for start in range(0, len(x), self.batch_size):
             batch = ops.convert_to_tensor(x[start : start + self.batch_size])
             batch_labels = ops.convert_to_tensor(labels[start : start + self.batch_size])
             batches.append(ops.convert_to_numpy(self.perturb(batch, batch_labels, lo, hi)))
+            progress.add(len(batches[-1]))
         return np.concatenate(batches).astype(np.float32)
 
     def perturb(self, x, labels, lo, hi):

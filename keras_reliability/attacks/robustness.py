@@ -7,7 +7,7 @@ from keras_reliability import distributed
 from keras_reliability import registry
 
 
-def robust_accuracy(model, x, y, attack, epsilons, batch_size=None):
+def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
     """Accuracy of `model` on adversarial versions of `x`, per budget.
 
     Args:
@@ -20,6 +20,7 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None):
             from `x`, with a warning), so pass an instance to set it.
         epsilons: budgets, >= 0; 0 gives the clean accuracy.
         batch_size: overrides the attack's batch size.
+        verbose: 1 prints each budget and shows the attack's progress bar.
 
     Returns:
         A dict `{epsilon: accuracy}` of Python floats, in the order given.
@@ -48,7 +49,9 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None):
     accuracies = {}
     for epsilon in epsilons:
         budgeted = type(attack).from_config({**config, "epsilon": epsilon})
-        x_adv = budgeted.generate(model, x, labels) if epsilon > 0 else np.asarray(x)
+        if verbose:
+            print(f"{budgeted.name}, epsilon {epsilon:g}")
+        x_adv = budgeted.generate(model, x, labels, verbose) if epsilon > 0 else np.asarray(x)
         predictions = distributed.predict(model, x_adv, batch_size=config["batch_size"])
         accuracies[epsilon] = float(np.mean(np.argmax(predictions, axis=1) == labels))
     return accuracies

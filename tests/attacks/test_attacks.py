@@ -376,6 +376,18 @@ def test_robust_accuracy_accepts_config_dict_and_one_hot(fgsm_adv, model, x, y):
         robust_accuracy(model, x, y, FGSM(0.1, input_range=RANGE), [])
 
 
+def test_verbose_shows_a_progress_bar_per_budget(model, x, y, capsys):
+    attack = FGSM(0.1, input_range=RANGE, batch_size=64)
+    quiet = robust_accuracy(model, x, y, attack, [0.0, 0.1, 0.2])
+    assert capsys.readouterr().out == ""
+    loud = robust_accuracy(model, x, y, attack, [0.0, 0.1, 0.2], verbose=1)
+    printed = capsys.readouterr().out
+    assert loud == quiet
+    # One bar for each attacked budget, counting every example.
+    assert printed.count(f"{len(x)}/{len(x)}") == 2
+    assert "fgsm, epsilon 0.1" in printed and "fgsm, epsilon 0.2" in printed
+
+
 def test_robust_accuracy_accepts_a_name(model, x, y):
     # robust_accuracy's docstring: "A name builds the attack with its defaults".
     with warnings.catch_warnings():
