@@ -17,6 +17,7 @@ import keras
 
 _STREAM = textwrap.dedent("""
     import json, resource, sys
+    import keras
     import numpy as np
     import keras_reliability as kr
 
@@ -36,7 +37,7 @@ _STREAM = textwrap.dedent("""
     after_first = peak_mb()
     for _ in range(num_examples // batch - 1):
         update()
-    state = sum(np.asarray(v.numpy() if hasattr(v, "numpy") else v).nbytes for v in metric.variables)
+    state = sum(keras.ops.convert_to_numpy(v).nbytes for v in metric.variables)
     print(json.dumps({
         "peak_mb": peak_mb(), "after_first_batch_mb": after_first,
         "ece": float(metric.result()), "state_bytes": int(state),
@@ -55,7 +56,7 @@ def _stream(num_examples, num_classes, batch):
     return json.loads(output.strip().splitlines()[-1])
 
 
-def streaming_metric_memory(num_rows=1_000_000, num_classes=100, batch=50_000, repeats=1):
+def streaming_metric_memory(num_rows=1_000_000, num_classes=100, batch=50_000):
     """Peak memory of the streaming ECE over 10x the rows vs over 1x."""
     small = _stream(num_rows, num_classes, batch)
     large = _stream(10 * num_rows, num_classes, batch)

@@ -131,8 +131,10 @@ def main():
     results = []
     start = time.perf_counter()
     for benchmark in selected:
-        kwargs = {"repeats": 2} if args.quick else {}
+        kwargs = {}
         parameters = inspect.signature(benchmark).parameters
+        if args.quick and "repeats" in parameters:
+            kwargs["repeats"] = 2
         if "num_examples" in parameters:
             if args.num_examples:
                 kwargs["num_examples"] = args.num_examples

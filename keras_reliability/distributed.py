@@ -3,9 +3,9 @@
 Under `keras.distribution.DataParallel` (JAX) each batch is split evenly over
 the devices, and Keras refuses a batch whose size the device count does not
 divide; it has no padding (keras-team/keras#21167). A diagnostic must see
-every held-out example, not drop the remainder, so the library's passes pad
-the inputs to a multiple of the device count with copies of the last
-example and drop the padded outputs. Without a distribution (and under
+every held-out example, not drop the remainder, so the library's passes run
+the rows the devices split evenly as they are and the last few padded with
+copies of the last example, dropping the padded outputs. Without a distribution (and under
 `tf.distribute` strategies, which split uneven batches themselves) they are
 plain `model.predict` calls.
 """
