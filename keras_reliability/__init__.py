@@ -14,6 +14,7 @@ from keras_reliability import distributed
 from keras_reliability import plotting
 from keras_reliability import layers
 from keras_reliability import ood
+from keras_reliability import report
 from keras_reliability import training
 from keras_reliability import uncertainty
 

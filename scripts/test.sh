@@ -21,6 +21,22 @@ for plugin in plugins/*/; do
   .venv/bin/python -m pip install -q --disable-pip-version-check "$plugin"
 done
 
+# The report tests open the HTML report in headless Chromium (Debian's
+# chromium and chromium-driver packages). Installed here when missing and
+# apt-get is at hand; where it ran, a missing browser fails those tests
+# instead of skipping them.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq chromium chromium-driver >/dev/null || true
+  fi
+fi
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  export KERAS_RELIABILITY_REQUIRE_BROWSER=1
+else
+  echo "Chromium is not installed: the browser tests of the report will skip."
+fi
+
 reports="$(mktemp -d)"
 status=0
 for backend in $BACKENDS; do

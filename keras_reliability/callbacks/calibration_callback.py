@@ -38,6 +38,10 @@ class CalibrationCallback(keras.callbacks.Callback):
     Misconfigured data (wrong shapes, labels out of range, a model that
     cannot run on it) raises in `on_train_begin`, before the first epoch.
 
+    `latest_reliability_bins()` gives the reliability bins of the last
+    scored epoch (`latest_epoch`, 0-based), drawn by
+    `keras_reliability.report.ReliabilityReport`.
+
     Args:
         validation_data: `(x, y)` or `(x, y, sample_weight)` arrays, or an
             iterable of such batches (e.g. a `tf.data.Dataset`). Use data the
@@ -130,6 +134,8 @@ class CalibrationCallback(keras.callbacks.Callback):
         self._model_from_logits = from_logits
         self._warned_keys = set()
         self.history = {}
+        self.latest_epoch = None
+        self._latest_outputs = None
 
     @staticmethod
     def _metric_key(identifier):
@@ -153,6 +159,8 @@ class CalibrationCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.history = {key: [] for key in self.log_keys}
+        self.latest_epoch = None
+        self._latest_outputs = None
         outputs, labels = self.data.probe(self.model)
         if outputs.ndim not in (1, 2):
             raise ValueError(
@@ -177,6 +185,8 @@ class CalibrationCallback(keras.callbacks.Callback):
             values = {key: float("nan") for key in self.log_keys}
         else:
             outputs, labels, weights = self.data.collect(self.model)
+            self.latest_epoch = epoch
+            self._latest_outputs = (labels, outputs, weights)
             values = {
                 self.prefix + key: self._compute(metric, labels, outputs, weights)
                 for key, metric in self._metrics
@@ -184,7 +194,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             if self.fit_temperature:
                 values.update(self._temperature_scaling(outputs, labels, weights))
             if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
-                self._plot(epoch, labels, outputs, weights)
+                self._plot(epoch)
         logs.update(values)
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
@@ -225,18 +235,32 @@ class CalibrationCallback(keras.callbacks.Callback):
             ),
         }
 
-    def _plot(self, epoch, labels, outputs, weights):
-        from keras_reliability import plotting
+    def latest_reliability_bins(self):
+        """Reliability bins of the last scored epoch (`latest_epoch`, 0-based).
 
-        bins = reliability_bins(
+        Computed on demand, with this callback's `num_bins`, from the outputs
+        of that epoch's forward pass, which the callback keeps until the next
+        one. None before the first scored epoch.
+
+        Returns:
+            A `keras_reliability.metrics.ReliabilityBins`, or None.
+        """
+        if self._latest_outputs is None:
+            return None
+        labels, outputs, weights = self._latest_outputs
+        return reliability_bins(
             labels,
             outputs,
             num_bins=self.num_bins,
             from_logits=self._model_from_logits,
             sample_weight=weights,
         )
+
+    def _plot(self, epoch):
+        from keras_reliability import plotting
+
         figure = plotting.reliability_diagram(
-            bins=bins, title=f"Reliability diagram, epoch {epoch + 1}"
+            bins=self.latest_reliability_bins(), title=f"Reliability diagram, epoch {epoch + 1}"
         )
         save_png(
             self.log_dir,

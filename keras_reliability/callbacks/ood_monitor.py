@@ -56,6 +56,10 @@ class OODMonitorCallback(keras.callbacks.Callback):
     layer or a model that does not output class scores raise before the
     first epoch.
 
+    After a scored epoch, `latest_scores` holds `{scorer: (scores_in,
+    {set: scores_out})}` of that epoch and `latest_epoch` its 0-based index
+    (what `keras_reliability.report.ReliabilityReport` draws).
+
     Args:
         in_data: in-distribution inputs the model does not train on: an
             array, a tuple whose first item holds the inputs (e.g. `(x, y)`),
@@ -186,6 +190,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
         self._warned_keys = set()
         self.history = {}
         self.latest_scores = {}
+        self.latest_epoch = None
 
     # Keys ------------------------------------------------------------------
 
@@ -215,6 +220,8 @@ class OODMonitorCallback(keras.callbacks.Callback):
         self._check_model_input_shape()
         distributed.check_batch_size(self.batch_size, _OWNER)
         self.history = {key: [] for key in self.log_keys}
+        self.latest_scores = {}
+        self.latest_epoch = None
         probe = self._shared_extractor().predict(
             self.x_in[:_PROBE_SIZE], batch_size=self.batch_size
         )
@@ -234,6 +241,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
         else:
             self._fit_scorers()
             self.latest_scores = self._scores()
+            self.latest_epoch = epoch
             values = self._metrics(self.latest_scores)
             if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
                 self._plot(epoch, self.latest_scores)

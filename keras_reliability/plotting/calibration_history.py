@@ -1,11 +1,8 @@
 """Calibration metrics over the course of training."""
 
-import math
-from collections.abc import Mapping
-
-import numpy as np
-
 from keras_reliability.plotting import _matplotlib
+from keras_reliability.plotting._history import finite_points
+from keras_reliability.plotting._history import history_dict
 
 _DEFAULT_SUFFIXES = ("ece", "calibration_error")
 
@@ -43,7 +40,7 @@ def calibration_history(history, keys=None, *, title=None, figsize=(6, 4)):
     >>> calibration_history({"val_ece": [0.12, 0.08, float("nan"), 0.05]})
     <Figure size 600x400 with 1 Axes>
     """
-    history = _history_dict(history)
+    history = history_dict(history)
     keys = _resolve_keys(history, keys)
 
     figure = _matplotlib.new_figure(figsize, what="`calibration_history`")
@@ -51,7 +48,7 @@ def calibration_history(history, keys=None, *, title=None, figsize=(6, 4)):
 
     ax = figure.subplots()
     for key in keys:
-        epochs, values = _finite_points(history[key])
+        epochs, values = finite_points(history[key])
         ax.plot(epochs, values, marker="o", markersize=4, label=key, gid=key)
 
     # Epochs are whole numbers; avoid ticks such as 2.5.
@@ -64,23 +61,6 @@ def calibration_history(history, keys=None, *, title=None, figsize=(6, 4)):
     if title is not None:
         ax.set_title(title)
     return figure
-
-
-def _history_dict(history):
-    """Returns the `{name: values}` dict behind `history`."""
-    # `keras.callbacks.History` is duck-typed so that this module does not
-    # need to import Keras.
-    if not isinstance(history, Mapping):
-        inner = getattr(history, "history", None)
-        if not isinstance(inner, Mapping):
-            raise TypeError(
-                "Expected `history` to be a `keras.callbacks.History` or a "
-                "dict of per-epoch values. "
-                f"Received: history={history!r} "
-                f"(of type {type(history).__name__})"
-            )
-        history = inner
-    return history
 
 
 def _resolve_keys(history, keys):
@@ -106,18 +86,6 @@ def _resolve_keys(history, keys):
     for key in keys:
         if key not in history:
             raise ValueError(
-                f"Key {key!r} from `keys` not found in `history`. "
-                f"Available keys: {available}"
+                f"Key {key!r} from `keys` not found in `history`. " f"Available keys: {available}"
             )
     return keys
-
-
-def _finite_points(values):
-    """Returns `(epochs, values)` with 1-based epochs and non-finite dropped."""
-    values = np.array(
-        [math.nan if value is None else float(value) for value in values],
-        dtype=float,
-    )
-    epochs = np.arange(1, len(values) + 1)
-    finite = np.isfinite(values)
-    return epochs[finite], values[finite]

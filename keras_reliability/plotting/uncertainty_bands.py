@@ -10,7 +10,7 @@ _INTERVAL_COLOR = "#000000"
 
 
 def uncertainty_bands(
-    result, index, *, level=0.95, class_names=None, title=None, figsize=(6, 3.5)
+    result, index, *, level=0.95, class_names=None, title=None, ax=None, figsize=(6, 3.5)
 ):
     """Draws one example's predictive probabilities with their intervals.
 
@@ -25,10 +25,12 @@ def uncertainty_bands(
         level: probability mass of the interval, in (0, 1).
         class_names: optional sequence of `num_classes` names for the x axis.
         title: optional title; by default the example's uncertainty figures.
-        figsize: `(width, height)` of the figure in inches.
+        ax: optional matplotlib `Axes` to draw into; by default a new figure.
+        figsize: `(width, height)` of the new figure in inches; ignored when
+            `ax` is given.
 
     Returns:
-        A `matplotlib.figure.Figure` with one axes; the bars carry the label
+        The `matplotlib.figure.Figure` holding the plot; the bars carry the label
         "Mean probability" and the whiskers the label "<level> interval".
 
     Raises:
@@ -50,7 +52,11 @@ def uncertainty_bands(
             "`result` must be a PredictiveUncertainty (from predict_with_uncertainty); "
             f"received {type(result).__name__}."
         )
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(result) <= index < len(result):
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, (int, np.integer))
+        or not -len(result) <= index < len(result)
+    ):
         raise IndexError(f"`index` must be an int in [0, {len(result)}); received {index!r}.")
     num_classes = result.mean.shape[-1]
     if class_names is None:
@@ -65,8 +71,7 @@ def uncertainty_bands(
     lower, upper = lower[index], upper[index]
     predicted = int(np.argmax(mean))
 
-    figure = _matplotlib.new_figure(figsize, what="`uncertainty_bands`")
-    ax = figure.subplots()
+    figure, ax = _matplotlib.figure_and_axes(ax, figsize, "`uncertainty_bands`")
     positions = np.arange(num_classes)
     colors = [_PREDICTED_COLOR if k == predicted else _MEAN_COLOR for k in positions]
     ax.bar(positions, mean, color=colors, label="Mean probability")
