@@ -140,7 +140,7 @@ class ReliabilityReport(keras.callbacks.Callback):
         _matplotlib.import_matplotlib(f"`{_OWNER}`")
         self.history = {}
         self._order_checked = False
-        self._written_epoch = None
+        self._last_epoch = self._written_epoch = None
         self._sections = None
 
     @property
@@ -153,7 +153,7 @@ class ReliabilityReport(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.history = {}
         self._order_checked = False
-        self._written_epoch = None
+        self._last_epoch = self._written_epoch = None
         self._sections = None
         if self.uncertainty_data is not None:
             # A model that cannot take the data fails now, not after an epoch.
@@ -175,12 +175,13 @@ class ReliabilityReport(keras.callbacks.Callback):
         for values in self.history.values():
             if len(values) == seen:
                 values.append(math.nan)
+        self._last_epoch = epoch
         if (epoch + 1) % self.every == 0:
             self._render(epoch, finished=False, tensorboard=True)
 
     def on_train_end(self, logs=None):
-        last = self._num_epochs() - 1
-        if last < 0:
+        last = self._last_epoch
+        if last is None:
             return
         if self._written_epoch == last:
             # Only the status line changes: no need to rerun the diagnostics.
@@ -199,9 +200,10 @@ class ReliabilityReport(keras.callbacks.Callback):
         return max((len(values) for values in self.history.values()), default=0)
 
     def _render(self, epoch, finished, tensorboard):
+        groups = self._groups()
         page_sections = [
-            sections.summary(self.history, self._groups()),
-            sections.curves(self.history, self._groups()),
+            sections.summary(self.history, groups),
+            sections.curves(self.history, groups),
         ]
         kinds = {kind: [c for c in self.sources if isinstance(c, kind)] for kind in _KINDS}
         if kinds[CalibrationCallback]:
@@ -249,8 +251,9 @@ class ReliabilityReport(keras.callbacks.Callback):
         """`[(name, keys)]`: each source's keys, then every other logged key."""
         groups, claimed = [], set()
         for source in self.sources:
-            name = _KINDS[type(source)]
-            if self._count(type(source)) > 1:
+            kind = _kind(source)
+            name = _KINDS[kind]
+            if self._count(kind) > 1:
                 name += f" ({source.prefix})"
             keys = [key for key in source.log_keys if key in self.history]
             claimed.update(keys)
@@ -388,7 +391,7 @@ def _check_sources(callbacks):
             f"{callbacks!r}."
         )
     for callback in callbacks:
-        if type(callback) not in _KINDS:
+        if _kind(callback) is None:
             raise ValueError(
                 f"{_OWNER}: `callbacks` may hold CalibrationCallback, OODMonitorCallback and "
                 f"AdversarialTrainingCallback instances; received {callback!r}."
@@ -398,7 +401,17 @@ def _check_sources(callbacks):
                 f"{_OWNER}: the AdversarialTrainingCallback in `callbacks` has no `eval_data`; "
                 "the accuracy-vs-epsilon curve is computed on it."
             )
+        if isinstance(callback, AdversarialTrainingCallback) and not callback.eval_attacks:
+            raise ValueError(
+                f"{_OWNER}: the AdversarialTrainingCallback in `callbacks` has no "
+                "`eval_attacks`; the accuracy-vs-epsilon curve runs the last of them."
+            )
     return list(callbacks)
+
+
+def _kind(callback):
+    """The reliability callback class `callback` is an instance of, or None."""
+    return next((kind for kind in _KINDS if isinstance(callback, kind)), None)
 
 
 def _check_epsilons(epsilons):

@@ -289,10 +289,25 @@ def test_bad_arguments_raise_naming_them(kwargs, match, tmp_path):
         kr.report.ReliabilityReport(**kwargs)
 
 
-def test_adversarial_callback_without_eval_data_is_refused(tmp_path):
+def test_adversarial_callback_without_eval_data_or_attacks_is_refused(tmp_path):
     adversarial = kr.callbacks.AdversarialTrainingCallback("fgsm", epsilon=0.1)
     with pytest.raises(ValueError, match="has no `eval_data`"):
         kr.report.ReliabilityReport(tmp_path, callbacks=[adversarial])
+    adversarial = kr.callbacks.AdversarialTrainingCallback(
+        "fgsm", epsilon=0.1, eval_data=(np.zeros((4, 64), "float32"), np.zeros(4)), eval_attacks=()
+    )
+    with pytest.raises(ValueError, match="has no `eval_attacks`"):
+        kr.report.ReliabilityReport(tmp_path, callbacks=[adversarial])
+
+
+def test_subclasses_of_the_reliability_callbacks_are_drawn(shuffled_digits, tmp_path):
+    class MyCalibration(kr.callbacks.CalibrationCallback):
+        pass
+
+    x, y = shuffled_digits
+    source = MyCalibration((x[:50], y[:50]))
+    report = kr.report.ReliabilityReport(tmp_path, callbacks=[source])
+    assert report.sources == [source]
 
 
 def test_config_round_trip(tmp_path):
