@@ -11,6 +11,8 @@ error under FGSM (epsilon 0.25) from 89.4% to 17.9%.
 Data: the MNIST IDX test files of the `shared/data` folder (`--data`).
 
     python examples/adversarial_training_mnist.py --epochs 3 --out artifacts/adversarial
+
+`--quick` runs every step on a few hundred images in one epoch (for CI).
 """
 
 import argparse
@@ -51,13 +53,18 @@ def main():
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epsilon", type=float, default=0.1, help="training budget")
-    parser.add_argument("--num-test", type=int, default=2000)
+    parser.add_argument("--num-train", type=int, default=8000, help="of the first 8,000 digits")
+    parser.add_argument("--num-test", type=int, default=2000, help="of the last 2,000 digits")
     parser.add_argument("--out", default="artifacts/adversarial")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a few seconds on a subset (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given explicitly still win
+        parser.set_defaults(epochs=1, num_train=1000, num_test=200)
+        args = parser.parse_args()
 
     x, y = load_idx(args.data / "mnist_test_idx")
-    x_train, y_train = (x[:8000], y[:8000])
+    x_train, y_train = (x[:8000][: args.num_train], y[:8000][: args.num_train])
     x_test, y_test = (x[8000:][: args.num_test], y[8000:][: args.num_test])
     os.makedirs(args.out, exist_ok=True)
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")

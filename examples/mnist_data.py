@@ -9,9 +9,20 @@ import numpy as np
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def require(folder):
+    """`folder` as a Path; exits with a message naming it when it is missing."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(
+            f"{folder} not found: pass --data <the shared/data folder> (its README lists "
+            "the MNIST, notMNIST and released-model folders the examples read)."
+        )
+    return folder
+
+
 def load_idx(folder):
     """`(x, y)` of an IDX test set: x (N, 28, 28, 1) float32 in [0, 1], y int32."""
-    folder = pathlib.Path(folder)
+    folder = require(folder)
     with gzip.open(folder / "t10k-images-idx3-ubyte.gz") as file:
         x = np.frombuffer(file.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
     with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as file:
@@ -28,7 +39,7 @@ def wong2020_model(folder, name):
     layer reading the feature map in PyTorch's NCHW flatten order. Outputs
     logits.
     """
-    weights = np.load(pathlib.Path(folder) / f"{name}_weights.npz")
+    weights = np.load(require(folder) / f"{name}_weights.npz")
     model = keras.Sequential(
         [
             keras.Input((28, 28, 1)),

@@ -12,6 +12,8 @@ Data: the MNIST and notMNIST IDX test files of the `shared/data` folder
 MNIST vs notMNIST.
 
     python examples/ood_mnist_vs_notmnist.py --epochs 3 --out artifacts/ood
+
+`--quick` runs every step on a few hundred images in one epoch (for CI).
 """
 
 import argparse
@@ -76,14 +78,21 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default="artifacts/ood")
     parser.add_argument("--num-ood", type=int, default=10000, help="notMNIST images scored")
+    parser.add_argument("--num-train", type=int, default=8000, help="of the first 8,000 digits")
+    parser.add_argument("--num-test", type=int, default=2000, help="of the last 2,000 digits")
     parser.add_argument("--mc-samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a few seconds on a subset (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given explicitly still win
+        parser.set_defaults(epochs=1, num_ood=1000, num_train=1000, num_test=500, mc_samples=4)
+        args = parser.parse_args()
 
     x, y = load_idx(args.data / "mnist_test_idx")
     letters, _ = load_idx(args.data / "notmnist_test_idx")
     letters = letters[: args.num_ood]
-    (x_train, y_train), (x_test, y_test) = (x[:8000], y[:8000]), (x[8000:], y[8000:])
+    x_train, y_train = x[:8000][: args.num_train], y[:8000][: args.num_train]
+    x_test, y_test = x[8000:][: args.num_test], y[8000:][: args.num_test]
     os.makedirs(args.out, exist_ok=True)
 
     model = build_model(args.seed)

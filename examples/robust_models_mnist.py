@@ -11,6 +11,9 @@ restarts) 88.06-88.16% / 88.92%.
 Data: the `shared/data` folder (`--data`).
 
     python examples/robust_models_mnist.py --attacks fgsm pgd apgd square --limit 1000
+
+`--quick` attacks 100 images with one PGD restart and 50 Square queries (for
+CI).
 """
 
 import argparse
@@ -53,7 +56,11 @@ def main():
     parser.add_argument("--curve", action="store_true", help="also draw accuracy vs epsilon")
     parser.add_argument("--out", default="artifacts/robust_models")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a few seconds on a subset (CI)")
     args = parser.parse_args()
+    if args.quick:  # new defaults; flags given explicitly still win
+        parser.set_defaults(limit=100, restarts=1, square_queries=50)
+        args = parser.parse_args()
 
     x, y = load_idx(args.data / "mnist_test_idx")
     x, y = x[: args.limit], y[: args.limit]

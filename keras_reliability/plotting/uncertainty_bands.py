@@ -97,5 +97,5 @@ def uncertainty_bands(
             f"epistemic {result.epistemic[index]:.3f} nats (T={result.num_samples})"
         )
     ax.set_title(title)
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")  # Clear of the tallest bar, wherever it is.
     return figure

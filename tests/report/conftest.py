@@ -45,7 +45,7 @@ def make_digits_model():
     return digits_model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_run(shuffled_digits, tmp_path_factory):
     """Two epochs with all three reliability callbacks and the report after them.
 

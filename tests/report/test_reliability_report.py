@@ -150,7 +150,7 @@ def test_report_of_an_mc_dropout_model(make_digits_model, shuffled_digits, tmp_p
         tmp_path, uncertainty_data=np.concatenate([x[1500:1530], noise]), num_samples=16
     )
     make_digits_model(mc_dropout=True).fit(
-        x[:1200], y[:1200], epochs=2, verbose=0, callbacks=[report]
+        x[:1200], y[:1200], epochs=1, verbose=0, callbacks=[report]
     )
     page = _page(report.path)
     rows = {row[0]: row[1:] for row in page.tables["uncertainty"]}
