@@ -49,3 +49,19 @@ def test_every_reliability_key_is_a_tensorboard_scalar(
         else:
             np.testing.assert_allclose(train[f"epoch_{key}"], values, rtol=1e-6)
     assert {"val_ece", "val_nll", "ood_energy_auroc", "ood_energy_fpr95"} <= set(history.history)
+
+
+def test_tensorflow_writes_event_files_off_the_gpu_under_other_backends(monkeypatch, tmp_path):
+    if not tensorboard_images.tensorboard_available():
+        pytest.skip("needs TensorFlow and TensorBoard")
+    import tensorflow as tf
+
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda *args: calls.append(args))
+    monkeypatch.setattr(tensorboard_images, "_writers", {})
+    png = kr.plotting.figure_to_png(kr.plotting.metric_history({"val_ece": [0.1, 0.05]}))
+    assert tensorboard_images.write_png(str(tmp_path), "report/curves", png, step=0)
+    assert tensorboard_images.write_png(str(tmp_path), "report/curves", png, step=1)
+    # Once, when the writer is made; never under the TensorFlow backend itself.
+    expected = [] if keras.backend.backend() == "tensorflow" else [([], "GPU")]
+    assert calls == expected
