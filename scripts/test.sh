@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Installs keras-reliability with every backend into .venv, then runs the
-# whole test suite once per Keras backend (TensorFlow, JAX, PyTorch) on CPU,
-# the three side by side.
+# whole test suite once per Keras backend (TensorFlow, JAX, PyTorch) on CPU.
 # Prints one combined "total: N passed, N failed, N skipped" line and exits
 # non-zero if any test failed or if no test ran.
 set -euo pipefail
@@ -39,29 +38,11 @@ else
 fi
 
 reports="$(mktemp -d)"
-# The backends' suites run side by side (PARALLEL=0 runs them one after the
-# other): each keeps about one core busy, and XLA's compiles take a second
-# one only now and then. Each suite's output is printed when all are done.
-run_suite() {
-  KERAS_BACKEND="$1" TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q \
-    --junitxml="$reports/$1.xml" "${@:2}" > "$reports/$1.log" 2>&1
-}
 status=0
-pids=()
-for backend in $BACKENDS; do
-  if [ "${PARALLEL:-1}" = 1 ]; then
-    run_suite "$backend" "$@" &
-    pids+=("$!")
-  else
-    run_suite "$backend" "$@" || status=1
-  fi
-done
-for pid in "${pids[@]}"; do
-  wait "$pid" || status=1
-done
 for backend in $BACKENDS; do
   echo "=== KERAS_BACKEND=$backend"
-  cat "$reports/$backend.log"
+  KERAS_BACKEND="$backend" TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q \
+    --junitxml="$reports/$backend.xml" "$@" || status=1
 done
 .venv/bin/python scripts/summarize_junit.py "$reports"/*.xml || status=1
 exit "$status"
