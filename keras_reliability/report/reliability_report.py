@@ -239,13 +239,12 @@ class ReliabilityReport(keras.callbacks.Callback):
         return self.path
 
     def _robustness_curve(self, callback):
-        label = f"{callback.prefix}: " if self._count(AdversarialTrainingCallback) > 1 else ""
         attack = list(callback.eval_attacks.values())[-1]
         epsilons = self.robustness_epsilons or [
             fraction * callback.eval_epsilon for fraction in ROBUSTNESS_FRACTIONS
         ]
         x, y = callback.eval_data
-        return label, attack.name, robust_accuracy(self._fitted_model(), x, y, attack, epsilons)
+        return callback, attack.name, robust_accuracy(self._fitted_model(), x, y, attack, epsilons)
 
     def _groups(self):
         """`[(name, keys)]`: each source's keys, then every other logged key."""

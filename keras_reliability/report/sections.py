@@ -23,6 +23,11 @@ def _latest(values):
     return None, None
 
 
+def _label(callback, callbacks):
+    """Caption prefix naming `callback` when several of its kind are drawn."""
+    return f"{callback.prefix}: " if len(callbacks) > 1 else ""
+
+
 def summary(history, groups):
     """One row per logged key: latest value, its epoch, min and max."""
     rows = []
@@ -55,7 +60,7 @@ def calibration(callbacks):
     section = Section("Calibration")
     for callback in callbacks:
         bins = callback.latest_reliability_bins()
-        label = f"{callback.prefix}: " if len(callbacks) > 1 else ""
+        label = _label(callback, callbacks)
         if bins is None:
             section.notes.append(f"{label}no epoch scored yet.")
             continue
@@ -76,7 +81,7 @@ def calibration(callbacks):
 def ood(callbacks):
     section = Section("Out-of-distribution detection")
     for callback in callbacks:
-        label = f"{callback.prefix}: " if len(callbacks) > 1 else ""
+        label = _label(callback, callbacks)
         if not callback.latest_scores:
             section.notes.append(f"{label}no epoch scored yet.")
             continue
@@ -111,16 +116,18 @@ def ood(callbacks):
     return section
 
 
-def robustness(curves_by_callback, epoch):
-    """`curves_by_callback`: `[(label, attack name, {epsilon: accuracy})]`."""
+def robustness(curves, epoch):
+    """`curves`: `[(callback, attack name, {epsilon: accuracy})]`."""
     section = Section("Adversarial robustness")
-    for label, attack, curve in curves_by_callback:
+    callbacks = [callback for callback, _, _ in curves]
+    for callback, attack, curve in curves:
+        label = _label(callback, callbacks)
         figure = plotting.robustness_curve(
             {attack: curve}, title=f"{label}accuracy under {attack}, epoch {epoch}"
         )
         section.images.append(
             _png(
-                f"robustness/{label}accuracy_vs_epsilon",
+                f"robustness/{callback.prefix}accuracy_vs_epsilon",
                 f"{label}Accuracy against the {attack} budget epsilon, epoch {epoch}",
                 figure,
             )
@@ -130,7 +137,7 @@ def robustness(curves_by_callback, epoch):
                 f"{label}Accuracy under {attack} (epsilon 0: clean)",
                 ["epsilon", "accuracy"],
                 [[epsilon, accuracy] for epsilon, accuracy in curve.items()],
-                id=f"robustness/{label}{attack}",
+                id=f"robustness/{callback.prefix}{attack}",
             )
         )
     return section

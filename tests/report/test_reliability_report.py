@@ -21,7 +21,7 @@ class _Page(html.parser.HTMLParser):
 
     def __init__(self, text):
         super().__init__()
-        self.images, self.tables, self.headings = [], {}, []
+        self.images, self.tables, self.headings, self.captions = [], {}, [], []
         self._figure = self._table = self._row = self._cell = None
         self._in_heading = False
         self.feed(text)
@@ -32,6 +32,7 @@ class _Page(html.parser.HTMLParser):
             self._figure = attrs.get("id")
         elif tag == "img":
             self.images.append((self._figure, attrs["src"]))
+            self.captions.append(attrs.get("alt"))
         elif tag == "table":
             self._table = self.tables.setdefault(attrs.get("id", ""), [])
         elif tag == "tr" and self._table is not None:
@@ -93,7 +94,7 @@ def test_report_holds_every_section_and_embedded_pngs(finished_run):
         "ood/ood_roc_curves",
         "ood/ood_msp_histogram",
         "ood/ood_energy_histogram",
-        "robustness/accuracy_vs_epsilon",
+        "robustness/adv_accuracy_vs_epsilon",
         "uncertainty/examples",
     ]
     for tag, source in page.images:
@@ -116,7 +117,7 @@ def test_summary_table_holds_the_logged_numbers(finished_run):
 
 
 def test_robustness_curve_is_the_attack_at_fractions_of_the_budget(finished_run):
-    table = _page(finished_run["report"].path).tables["robustness/fgsm"]
+    table = _page(finished_run["report"].path).tables["robustness/adv_fgsm"]
     epsilons = [float(row[0]) for row in table]
     np.testing.assert_allclose(epsilons, [0.0, 0.025, 0.05, 0.075, 0.1])
     accuracies = [float(row[1]) for row in table]
@@ -207,12 +208,12 @@ def test_report_images_reach_tensorboard(finished_run):
     assert {
         "report/calibration/val_reliability_diagram",
         "report/ood/ood_roc_curves",
-        "report/robustness/accuracy_vs_epsilon",
+        "report/robustness/adv_accuracy_vs_epsilon",
         "report/uncertainty/examples",
     } <= tags
     steps = [event.step for event in accumulator.Tensors("report/uncertainty/examples")]
     assert steps == [0, 1]
-    event = accumulator.Tensors("report/robustness/accuracy_vs_epsilon")[-1]
+    event = accumulator.Tensors("report/robustness/adv_accuracy_vs_epsilon")[-1]
     width, height, png = tensor_util.make_ndarray(event.tensor_proto)
     assert png.startswith(PNG_SIGNATURE)
     assert (int(width), int(height)) == (500, 400)
@@ -347,3 +348,20 @@ def test_keys_missing_from_some_epochs_become_nan(make_digits_model, shuffled_di
     assert math.isnan(val_loss[0]) and math.isfinite(val_loss[1]) and math.isnan(val_loss[2])
     rows = {row[0]: row for row in _page(report.path).tables["summary"]}
     assert rows["val_loss"][2] == "2"  # the latest value is epoch 2's
+
+
+def test_two_callbacks_of_a_kind_are_told_apart(make_digits_model, shuffled_digits, tmp_path):
+    x, y = shuffled_digits
+    validation = kr.callbacks.CalibrationCallback((x[1200:1500], y[1200:1500]), metrics=("ece",))
+    test = kr.callbacks.CalibrationCallback((x[1500:], y[1500:]), metrics=("ece",), prefix="test_")
+    report = kr.report.ReliabilityReport(tmp_path, callbacks=[validation, test])
+    make_digits_model().fit(
+        x[:512], y[:512], epochs=1, verbose=0, callbacks=[validation, test, report]
+    )
+    page = _page(report.path)
+    assert page.captions[:3] == ["Calibration (val_)", "Calibration (test_)", "Training"]
+    assert [tag for tag, _ in page.images][-2:] == [
+        "calibration/val_reliability_diagram",
+        "calibration/test_reliability_diagram",
+    ]
+    assert page.captions[-1].startswith("test_: Reliability diagram")

@@ -54,5 +54,5 @@ def test_a_page_written_after_the_run_renders_too(browser, finished_run, tmp_pat
     )
     page = _open(browser, path)
     ids = [image["id"] for image in page["images"]]
-    assert "uncertainty/examples" in ids and "robustness/accuracy_vs_epsilon" not in ids
+    assert "uncertainty/examples" in ids and "robustness/adv_accuracy_vs_epsilon" not in ids
     assert all(image["complete"] and image["width"] > 100 for image in page["images"])
