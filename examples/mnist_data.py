@@ -1,4 +1,4 @@
-"""Loaders of the MNIST-family data in the `shared/data` folder, for the examples."""
+"""The MNIST-family data of the `shared/data` folder, and the small CNN the examples train."""
 
 import gzip
 import pathlib
@@ -59,4 +59,34 @@ def wong2020_model(folder, name):
     conv2.set_weights([weights["2_weight"].transpose(2, 3, 1, 0), weights["2_bias"]])
     dense1.set_weights([weights["5_weight"].T, weights["5_bias"]])
     dense2.set_weights([weights["7_weight"].T, weights["7_bias"]])
+    return model
+
+
+def small_cnn(seed, dropout=None):
+    """The examples' MNIST CNN, compiled: two conv-pool blocks, 128 features, 10 logits.
+
+    `dropout` is the layer after flattening, `keras.layers.Dropout(0.3)` by
+    default; `keras_reliability.layers.MCDropout(0.3)` keeps it on at
+    inference for Monte-Carlo uncertainty. The feature layer is named
+    "features" for the feature-based OOD scorers.
+    """
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.3) if dropout is None else dropout,
+            keras.layers.Dense(128, activation="relu", name="features"),
+            keras.layers.Dense(10),  # logits
+        ]
+    )
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model

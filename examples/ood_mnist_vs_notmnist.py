@@ -26,23 +26,7 @@ import numpy as np
 import keras_reliability as kr
 from mnist_data import DEFAULT_DATA
 from mnist_data import load_idx
-
-
-def build_model(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dropout(0.3),
-            keras.layers.Dense(128, activation="relu", name="features"),
-            keras.layers.Dense(10),  # logits
-        ]
-    )
+from mnist_data import small_cnn
 
 
 class PrintOOD(keras.callbacks.Callback):
@@ -95,12 +79,7 @@ def main():
     x_test, y_test = x[8000:][: args.num_test], y[8000:][: args.num_test]
     os.makedirs(args.out, exist_ok=True)
 
-    model = build_model(args.seed)
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    model = small_cnn(args.seed)
     monitored = ("msp", "energy", "mahalanobis")
     monitor = kr.callbacks.OODMonitorCallback(
         x_test,

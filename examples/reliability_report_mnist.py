@@ -28,23 +28,7 @@ import numpy as np
 import keras_reliability as kr
 from mnist_data import DEFAULT_DATA
 from mnist_data import load_idx
-
-
-def build_model(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            kr.layers.MCDropout(0.3),  # stays on at inference: MC uncertainty
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10),  # logits
-        ]
-    )
+from mnist_data import small_cnn
 
 
 def main():
@@ -81,12 +65,8 @@ def main():
     x_train, y_train = x[:8000][: args.num_train], y[:8000][: args.num_train]
     x_val, y_val = x[8000:][: args.num_val], y[8000:][: args.num_val]
 
-    model = build_model(args.seed)
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    # MC dropout stays on at inference: Monte-Carlo uncertainty.
+    model = small_cnn(args.seed, dropout=kr.layers.MCDropout(0.3))
     calibration = kr.callbacks.CalibrationCallback((x_val, y_val), fit_temperature=True)
     ood = kr.callbacks.OODMonitorCallback(
         x_val, ood_data={"notmnist": letters}, scorers=("msp", "energy")

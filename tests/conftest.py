@@ -100,6 +100,12 @@ def notmnist_test_images():
 
 
 @pytest.fixture(scope="session")
+def small_mnist_cnn():
+    """Builder of the examples' compiled MNIST CNN: `small_mnist_cnn(seed, dropout=None)`."""
+    return _mnist_data().small_cnn
+
+
+@pytest.fixture(scope="session")
 def wong2020_mnist_model():
     """Builder of Wong et al. (2020)'s adversarially trained MNIST CNNs."""
     return _wong2020_mnist_model

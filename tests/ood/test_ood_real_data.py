@@ -38,27 +38,9 @@ def test_msp_auroc_of_released_mnist_models_matches_the_reference(
 
 
 @pytest.fixture(scope="module")
-def trained_cnn(mnist_test_images, notmnist_test_images):
+def trained_cnn(mnist_test_images, notmnist_test_images, small_mnist_cnn):
     x, y = mnist_test_images
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dropout(0.3),
-            keras.layers.Dense(128, activation="relu", name="features"),
-            keras.layers.Dense(10),
-        ]
-    )
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    model = small_mnist_cnn(0)
     model.fit(x[:NUM_TRAIN], y[:NUM_TRAIN], epochs=3, batch_size=128, verbose=0)
     data = {
         "train": (x[:NUM_TRAIN], y[:NUM_TRAIN]),
