@@ -27,24 +27,13 @@ import keras
 import numpy as np
 
 import keras_reliability as kr
+from digits_data import mlp
 from digits_data import shuffled_digits
 
 
 def load_splits(seed):
     x, y = shuffled_digits(seed)
     return (x[:1400], y[:1400]), (x[1400:], y[1400:])
-
-
-def build_model(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input(shape=(64,)),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10),  # logits
-        ]
-    )
 
 
 def compile_model(model, learning_rate):
@@ -92,7 +81,7 @@ def main():
     noise = np.random.default_rng(args.seed).uniform(size=x_test.shape).astype("float32")
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
 
-    model = build_model(args.seed)
+    model = mlp(args.seed)
     compile_model(model, 1e-3)
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=32, verbose=0)
 

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 import keras_reliability as kr
+from digits_data import mlp
 from digits_data import shuffled_digits
 
 
@@ -26,18 +27,6 @@ def load_splits(seed):
     # 60% train, 20% validation (callback + temperature), 20% test.
     a, b = int(0.6 * len(x)), int(0.8 * len(x))
     return (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:])
-
-
-def build_model(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input(shape=(64,)),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10),  # logits
-        ]
-    )
 
 
 class PrintCalibration(keras.callbacks.Callback):
@@ -67,7 +56,7 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args.seed)
-    model = build_model(args.seed)
+    model = mlp(args.seed)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

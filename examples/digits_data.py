@@ -1,5 +1,6 @@
-"""scikit-learn's handwritten digits (they ship with scikit-learn), for the examples."""
+"""scikit-learn's handwritten digits (they ship with scikit-learn) and the MLP the examples fit."""
 
+import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
@@ -11,3 +12,16 @@ def shuffled_digits(seed):
     y = digits.target.astype("int32")
     order = np.random.default_rng(seed).permutation(len(x))
     return x[order], y[order]
+
+
+def mlp(seed):
+    """A plain MLP for flattened digits: two 128-unit ReLU layers, 10 logits."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input(shape=(64,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10),  # logits
+        ]
+    )
