@@ -22,9 +22,9 @@ for plugin in plugins/*/; do
 done
 
 # The report tests open the HTML report in headless Chromium (Debian's
-# chromium and chromium-driver packages). Installed here when missing and
-# apt-get is at hand; where it ran, a missing browser fails those tests
-# instead of skipping them.
+# chromium and chromium-driver packages), installed here when missing and
+# apt-get is at hand. With the browser present those tests must run: a
+# browser that fails to start fails them instead of skipping them.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
