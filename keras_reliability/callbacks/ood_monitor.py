@@ -307,12 +307,13 @@ class OODMonitorCallback(keras.callbacks.Callback):
 
     def _metrics(self, scores):
         values = {}
+        pooled_sets = pooled_scores(scores)
         for key, (scores_in, per_set) in scores.items():
             with warnings.catch_warnings():
                 # Constant scores: evaluate_ood's warning is replaced by one
                 # that names the scorer.
                 warnings.simplefilter("ignore", UserWarning)
-                pooled = evaluate_ood(scores_in, np.concatenate(list(per_set.values())))
+                pooled = evaluate_ood(*pooled_sets[key])
                 per_set_auroc = (
                     {name: evaluate_ood(scores_in, out)["auroc"] for name, out in per_set.items()}
                     if len(per_set) > 1
@@ -334,10 +335,8 @@ class OODMonitorCallback(keras.callbacks.Callback):
     def _plot(self, epoch, scores):
         from keras_reliability import plotting
 
-        curves = {}
-        for key, (scores_in, per_set) in scores.items():
-            scores_out = np.concatenate(list(per_set.values()))
-            curves[key] = (scores_in, scores_out)
+        curves = pooled_scores(scores)
+        for key, (scores_in, scores_out) in curves.items():
             if np.ptp(np.concatenate([scores_in, scores_out])) == 0:
                 continue
             figure = plotting.ood_score_histogram(
@@ -434,6 +433,19 @@ class OODMonitorCallback(keras.callbacks.Callback):
             for identifier in config.get("scorers", DEFAULT_SCORERS)
         ]
         return cls(in_data, ood_data=ood_data, fit_data=fit_data, **config)
+
+
+def pooled_scores(scores):
+    """`{scorer: (scores_in, scores_out)}`, every OOD set's scores in one array.
+
+    Args:
+        scores: `{scorer: (scores_in, {set: scores_out})}`, as in
+            `OODMonitorCallback.latest_scores`.
+    """
+    return {
+        key: (scores_in, np.concatenate(list(per_set.values())))
+        for key, (scores_in, per_set) in scores.items()
+    }
 
 
 def _check_scorer_list(scorers):

@@ -16,6 +16,7 @@ from keras_reliability.callbacks import CalibrationCallback
 from keras_reliability.callbacks import OODMonitorCallback
 from keras_reliability.callbacks import tensorboard_images
 from keras_reliability.plotting import _matplotlib
+from keras_reliability.plotting._history import history_dict
 from keras_reliability.report import html
 from keras_reliability.report import sections
 from keras_reliability.uncertainty import predict_with_uncertainty
@@ -156,8 +157,11 @@ class ReliabilityReport(keras.callbacks.Callback):
         self._last_epoch = self._written_epoch = None
         self._sections = None
         if self.uncertainty_data is not None:
-            # A model that cannot take the data fails now, not after an epoch.
-            predict_with_uncertainty(self.model, self.uncertainty_data[:2], num_samples=2)
+            # A model that cannot take the data fails now, not after an epoch
+            # (with `num_samples`, the Monte-Carlo wrapper built here is reused).
+            predict_with_uncertainty(
+                self.model, self.uncertainty_data[:2], num_samples=self.num_samples
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -263,10 +267,14 @@ class ReliabilityReport(keras.callbacks.Callback):
     def _count(self, kind):
         return sum(isinstance(source, kind) for source in self.sources)
 
+    def _model_or_none(self):
+        """The model being fitted, or else the one the callbacks were fitted with."""
+        if self.model is not None:
+            return self.model
+        return next((s.model for s in self.sources if s.model is not None), None)
+
     def _fitted_model(self):
-        model = self.model
-        if model is None:
-            model = next((s.model for s in self.sources if s.model is not None), None)
+        model = self._model_or_none()
         if model is None:
             raise ValueError(
                 f"{_OWNER}: the robustness and uncertainty sections need the model; "
@@ -276,7 +284,7 @@ class ReliabilityReport(keras.callbacks.Callback):
 
     def _meta(self, epoch, finished):
         lines = []
-        model = self.model or next((s.model for s in self.sources if s.model is not None), None)
+        model = self._model_or_none()
         if model is not None:
             lines.append(
                 f"Model {model.name!r}: {model.count_params():,} parameters. "
@@ -373,13 +381,9 @@ def write_report(
         history = {}
         for source in report.sources:
             history.update(source.history)
-    history = getattr(history, "history", history)
-    if not isinstance(history, dict):
-        raise TypeError(
-            f"{_OWNER}: `history` must be a keras.callbacks.History or a dict of per-epoch "
-            f"values; received {type(history).__name__}."
-        )
-    report.history = {key: [float(value) for value in values] for key, values in history.items()}
+    report.history = {
+        key: [float(value) for value in values] for key, values in history_dict(history).items()
+    }
     return report.write()
 
 

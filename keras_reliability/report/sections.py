@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from keras_reliability import plotting
+from keras_reliability.callbacks.ood_monitor import pooled_scores
 from keras_reliability.plotting.uncertainty_examples import looks_like_images
 from keras_reliability.report.html import Image
 from keras_reliability.report.html import Section
@@ -86,10 +87,7 @@ def ood(callbacks):
             section.notes.append(f"{label}no epoch scored yet.")
             continue
         epoch = callback.latest_epoch + 1
-        pooled = {
-            name: (scores_in, np.concatenate(list(per_set.values())))
-            for name, (scores_in, per_set) in callback.latest_scores.items()
-        }
+        pooled = pooled_scores(callback.latest_scores)
         figure = plotting.ood_roc_curves(pooled, title=f"{label}ROC curves, epoch {epoch}")
         section.images.append(
             _png(
