@@ -19,7 +19,7 @@ from keras import ops
 
 from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
-from keras_reliability.callbacks.model_outputs import model_outputs_logits
+from keras_reliability.models import read_model
 from keras_reliability.layers.sampling import sample_groups
 
 # Compiled Monte-Carlo wrappers of recently used (model, num_samples) pairs,
@@ -28,6 +28,7 @@ _CACHE_SIZE = 8
 # Largest spread of the samples' probabilities that counts as "no sampling".
 _SAME_OUTPUT_TOLERANCE = 1e-6
 _wrappers = collections.OrderedDict()
+_OWNER = "predict_with_uncertainty"
 
 
 class PredictiveUncertainty:
@@ -110,7 +111,7 @@ class PredictiveUncertainty:
 
 
 def predict_with_uncertainty(
-    model, x, num_samples=32, batch_size=None, from_logits=None, verbose=0
+    model, x, num_samples=32, batch_size=None, from_logits=None, verbose=0, output=None
 ):
     """Monte-Carlo predictions of a classifier with their uncertainty.
 
@@ -130,9 +131,13 @@ def predict_with_uncertainty(
         num_samples: positive int, the number T of Monte-Carlo samples.
         batch_size: examples per forward pass (each pass runs
             `batch_size * num_samples` rows); default 32.
-        from_logits: whether the model outputs logits; None decides from its
-            last layer's activation or, failing that, from the outputs.
+        from_logits: whether the model outputs logits; None reads it from the
+            model's graph (its final activation, `keras.ops.softmax`, ...)
+            or, failing that, its outputs. A value that contradicts the
+            model is refused.
         verbose: Keras progress bar of the forward passes (0, 1 or 2).
+        output: the classification output of a multi-output model (name or
+            index).
 
     Returns:
         A `PredictiveUncertainty` with `mean`, `samples`,
@@ -141,7 +146,9 @@ def predict_with_uncertainty(
 
     Raises:
         ValueError: if `num_samples` or `batch_size` is not a positive int,
-            the model has several outputs, or its outputs are not finite.
+            the model has several outputs and no `output` is chosen, its
+            output is not class scores (a regression model), or its outputs
+            are not finite.
 
     Example:
 
@@ -157,26 +164,25 @@ def predict_with_uncertainty(
     """
     num_samples = check_positive_int(num_samples, "num_samples")
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
+    reading = read_model(model, output=output, from_logits=from_logits, owner=_OWNER)
+    reading.require_class_scores()
     outputs = distributed.predict(
-        _monte_carlo_model(model, num_samples), x, batch_size=batch_size, verbose=verbose
+        _monte_carlo_model(model, num_samples, reading.output_index),
+        x,
+        batch_size=batch_size,
+        verbose=verbose,
     )
-    if not isinstance(outputs, np.ndarray):
-        raise ValueError(
-            "predict_with_uncertainty supports models with one output; "
-            f"`model` returned {type(outputs).__name__}."
-        )
+    if outputs.ndim == 2 and reading.num_columns in (None, 1):
+        outputs = outputs[..., None]  # a (batch,) sigmoid or logit output
     if outputs.ndim != 3:
         raise ValueError(
-            "`model` must output (batch, num_classes) scores; its samples have "
+            f"{_OWNER}: `model` must output (batch, num_classes) scores; its samples have "
             f"shape {outputs.shape[:1] + outputs.shape[2:]}."
         )
     if not np.all(np.isfinite(outputs)):
-        raise ValueError("`model` returned NaN or infinite outputs.")
-    if from_logits is None:
-        from_logits = model_outputs_logits(model, outputs.reshape(-1, outputs.shape[-1]))
-    probabilities = _probabilities(outputs.astype(np.float64), from_logits)
+        raise ValueError(f"{_OWNER}: `model` returned NaN or infinite outputs.")
+    reading.resolve(outputs.reshape(-1, outputs.shape[-1]))
+    probabilities = reading.probabilities(outputs)
     # A tolerance, not equality: the stacked copies of a row can round
     # differently in a large matmul (seen on torch).
     spread = np.abs(probabilities - probabilities[:, :1]).max(initial=0.0)
@@ -196,10 +202,11 @@ def predict_with_uncertainty(
 class _MonteCarloModel(keras.Model):
     """Wraps a model: one call returns `num_samples` predictions per example."""
 
-    def __init__(self, model, num_samples):
-        super().__init__(name=f"{model.name}_monte_carlo")
+    def __init__(self, model, num_samples, output_index):
+        super().__init__(name=f"{model.name}_monte_carlo", dtype="float32")
         self.model = model
         self.num_samples = num_samples
+        self.output_index = output_index
 
     def call(self, inputs):
         stacked = keras.tree.map_structure(
@@ -207,35 +214,23 @@ class _MonteCarloModel(keras.Model):
         )
         with sample_groups(self.num_samples):
             outputs = self.model(stacked, training=False)
-        if isinstance(outputs, (list, tuple, dict)):
-            # Several outputs: returned as they are and rejected by the caller.
-            return outputs
+        if keras.tree.is_nested(outputs):
+            outputs = keras.tree.flatten(outputs)[self.output_index]
+        # Float32 whatever the policy: probabilities in bfloat16 are coarse.
+        outputs = ops.cast(outputs, "float32")
         outputs = ops.reshape(outputs, (self.num_samples, -1) + tuple(outputs.shape[1:]))
         return ops.moveaxis(outputs, 0, 1)
 
 
-def _monte_carlo_model(model, num_samples):
-    key = (id(model), num_samples)
+def _monte_carlo_model(model, num_samples, output_index):
+    key = (id(model), num_samples, output_index)
     wrapper = _wrappers.pop(key, None)
     if wrapper is None or wrapper.model is not model:
-        wrapper = _MonteCarloModel(model, num_samples)
+        wrapper = _MonteCarloModel(model, num_samples, output_index)
     _wrappers[key] = wrapper
     while len(_wrappers) > _CACHE_SIZE:
         _wrappers.popitem(last=False)
     return wrapper
-
-
-def _probabilities(outputs, from_logits):
-    if outputs.shape[-1] == 1:
-        positive = outputs[..., 0]
-        if from_logits:
-            positive = 1.0 / (1.0 + np.exp(-positive))
-        return np.stack([1.0 - positive, positive], axis=-1)
-    if from_logits:
-        shifted = outputs - outputs.max(axis=-1, keepdims=True)
-        exp = np.exp(shifted)
-        return exp / exp.sum(axis=-1, keepdims=True)
-    return outputs
 
 
 def _entropy(probabilities):

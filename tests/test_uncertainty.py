@@ -362,15 +362,56 @@ def test_sigmoid_column_becomes_two_classes():
     np.testing.assert_array_equal(result.predicted_class, (p > 0.5).astype(int))
 
 
-def test_single_logit_column_gets_sigmoid():
+@pytest.mark.parametrize("declared_by", ["loss", "from_logits"])
+def test_single_logit_column_gets_sigmoid(declared_by):
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    kwargs = {}
+    if declared_by == "loss":
+        model.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    else:
+        kwargs["from_logits"] = True
     x = _x(7, seed=6)
     z = keras.ops.convert_to_numpy(model(x))[:, 0].astype(np.float64)
     with _no_deterministic_warning():
-        result = predict_with_uncertainty(model, x, num_samples=2)
+        result = predict_with_uncertainty(model, x, num_samples=2, **kwargs)
     p = 1 / (1 + np.exp(-z))
     expected = np.stack([1 - p, p], axis=-1)
     np.testing.assert_allclose(result.samples[:, 0], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_single_linear_column_of_unknown_kind_is_refused():
+    # A logit or a regression value? Neither graph nor loss says: refused.
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="one column.*Pass `from_logits`"):
+        predict_with_uncertainty(model, _x(7, seed=6), num_samples=2)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", keras.losses.Huber()])
+def test_regression_model_is_refused_before_any_pass(loss):
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    model.compile(loss=loss)
+    with pytest.raises(ValueError, match="regression values, not class scores"):
+        predict_with_uncertainty(model, _x(7, seed=6), num_samples=2)
+
+
+def test_from_logits_that_contradicts_the_model_is_refused():
+    logits = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="`from_logits=False`.*ends in logits"):
+        predict_with_uncertainty(logits, _x(7, seed=6), num_samples=2, from_logits=False)
+    softmax = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="`from_logits=True`.*probabilities \\(softmax\\)"):
+        predict_with_uncertainty(softmax, _x(7, seed=6), num_samples=2, from_logits=True)
+
+
+def test_functional_ops_softmax_is_not_applied_twice():
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.ops.softmax(keras.layers.Dense(3)(inputs)))
+    x = _x(7, seed=6)
+    with _no_deterministic_warning():
+        result = predict_with_uncertainty(model, x, num_samples=2)
+    np.testing.assert_allclose(
+        result.mean, keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-7
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
-from keras_reliability.ood.features import check_single_input
-from keras_reliability.ood.features import feature_extractor
+from keras_reliability.models import check_single_input
+from keras_reliability.models import class_labels
+from keras_reliability.models import feature_extractor
 from keras_reliability.serialization import register_serializable
 
 # The usual L-inf budget for images in [0, 1]; lets the registry build an
@@ -251,25 +252,7 @@ class Attack:
             raise ValueError(
                 f"{owner}.generate needs the true labels `y`, or " "`use_predicted_labels=True`."
             )
-        labels = np.asarray(ops.convert_to_numpy(y))
-        if labels.ndim == 2 and labels.shape[1] > 1:
-            labels = labels.argmax(axis=1)
-        labels = labels.reshape(-1)
-        num_classes = outputs.logits.shape[1]
-        if len(labels) != len(x):
-            raise ValueError(
-                f"{owner}: `x` has {len(x)} examples but `y` has {len(labels)} labels."
-            )
-        if (
-            not np.all(np.equal(np.mod(labels, 1), 0))
-            or labels.min() < 0
-            or labels.max() >= num_classes
-        ):
-            raise ValueError(
-                f"{owner}: `y` must hold integer class labels in [0, {num_classes}); "
-                f"received values from {labels.min()} to {labels.max()}."
-            )
-        return labels.astype(np.int32)
+        return class_labels(y, len(x), outputs.logits.shape[1], name="y", owner=owner)
 
     def get_config(self):
         return {
@@ -295,6 +278,11 @@ class Attack:
 
 
 def _float_inputs(x, owner):
+    if x is None or keras.tree.is_nested(x):
+        raise ValueError(
+            f"{owner}: `x` must be one array of float inputs; received "
+            f"{type(x).__name__}."
+        )
     x = np.asarray(ops.convert_to_numpy(x))
     if x.dtype.kind in "iub":
         raise ValueError(

@@ -1,10 +1,11 @@
 """Accuracy under attack, for a range of budgets."""
 
 import numpy as np
-from keras import ops
 
-from keras_reliability import distributed
 from keras_reliability import registry
+from keras_reliability.data import check_input_shapes
+from keras_reliability.models import class_labels
+from keras_reliability.models import feature_extractor
 
 
 def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
@@ -39,10 +40,12 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
     attack = registry.get("attack", attack)
     if isinstance(epsilons, (int, float)) or len(epsilons) == 0:
         raise ValueError(f"`epsilons` must be a non-empty list of budgets; received {epsilons!r}.")
-    labels = np.asarray(ops.convert_to_numpy(y))
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        labels = labels.argmax(axis=1)
-    labels = labels.reshape(-1)
+    extractor = feature_extractor(model, (), "robust_accuracy")
+    if x is None:
+        raise ValueError("robust_accuracy: `x` is required; received None.")
+    check_input_shapes(model, x, "x", "robust_accuracy")
+    clean = extractor.predict(x, batch_size=batch_size)
+    labels = class_labels(y, len(clean), clean.logits.shape[1], name="y", owner="robust_accuracy")
     config = attack.get_config()
     if batch_size is not None:
         config["batch_size"] = batch_size
@@ -51,7 +54,11 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
         budgeted = type(attack).from_config({**config, "epsilon": epsilon})
         if verbose:
             print(f"{budgeted.name}, epsilon {epsilon:g}")
-        x_adv = budgeted.generate(model, x, labels, verbose) if epsilon > 0 else np.asarray(x)
-        predictions = distributed.predict(model, x_adv, batch_size=config["batch_size"])
-        accuracies[epsilon] = float(np.mean(np.argmax(predictions, axis=1) == labels))
+        if epsilon > 0:
+            logits = extractor.predict(
+                budgeted.generate(model, x, labels, verbose), batch_size=config["batch_size"]
+            ).logits
+        else:
+            logits = clean.logits
+        accuracies[epsilon] = float(np.mean(np.argmax(logits, axis=1) == labels))
     return accuracies

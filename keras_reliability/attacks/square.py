@@ -63,8 +63,14 @@ class SquareAttack(Attack):
         input_range: `(lo, hi)` of valid inputs; None infers and warns.
         use_predicted_labels: attack the predicted labels instead of `y`.
         batch_size: examples per batch.
-        seed: seed of the square positions and signs.
+        seed: seed of the square positions and signs. None draws one from
+            Keras' global seeding, so `keras.utils.set_random_seed(s)` before
+            constructing the attack makes its runs reproducible.
         name: name used in log keys.
+
+    Raises:
+        ValueError: for an invalid argument (named in the message); at
+            `generate`, for inputs that are not rank-4 image batches.
 
     Example:
 
@@ -95,6 +101,17 @@ class SquareAttack(Attack):
         self.p_init = check_number(p_init, "p_init", positive=True, owner="SquareAttack")
         if self.p_init > 1:
             raise ValueError(f"SquareAttack: `p_init` must be in (0, 1]; received {p_init!r}.")
+        if seed is None:
+            # Without a seed the SeedGenerator drew its own from Python's
+            # `random`, which `keras.utils.set_random_seed` seeds; deriving
+            # the positions' seed from it makes that call fix them too (a bare
+            # `default_rng(None)` would read OS entropy).
+            seed = int(
+                ops.convert_to_numpy(
+                    keras.random.randint((), 0, 2**31 - 1, seed=self.seed_generator)
+                )
+            )
+        # Positions are drawn on the host: an int per query, no device sync.
         self._positions = np.random.default_rng(seed)
 
     def perturb(self, x, labels, lo, hi):

@@ -115,6 +115,32 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
     return step
 
 
+def recover_train_state(model, args):
+    """Gives back to `model` the weights a train function that raised had taken.
+
+    Keras' JAX `fit` moves the weights out of the variables into the state
+    it passes to `train_function(state, data)` (the variables hold None
+    meanwhile) and puts them back only from the state of a step that
+    returned, so an error inside the first step (while tracing, or a
+    KeyboardInterrupt) left a model whose variables are None. This assigns
+    the state's arrays to the emptied variables, unless the step already
+    consumed them. Nothing to do on the other backends.
+    """
+    module = _native_module()
+    if module is not None and hasattr(module, "recover_train_state"):
+        module.recover_train_state(model, args)
+
+
+def is_end_of_data(error):
+    """Whether a train function raised `error` because its data ran out.
+
+    `fit` catches these and goes on with the next epoch.
+    """
+    module = _native_module()
+    errors = getattr(module, "END_OF_DATA_ERRORS", (StopIteration,))
+    return isinstance(error, errors)
+
+
 def replica_seed_generator(seed):
     """A `keras.random.SeedGenerator` whose seeds differ between data-parallel replicas.
 
@@ -148,10 +174,16 @@ def free_adversarial_train_step(model, recipe, seed):
 
 
 def cross_entropy(logits, targets):
-    """Per-example cross-entropy of `targets` (int labels or probabilities)."""
+    """Per-example cross-entropy of `targets` (int labels or probabilities).
+
+    Labels may be `(N,)` or `(N, 1)` (what `keras.datasets.cifar10` gives):
+    a last axis of width 1 is a label, not a one-class distribution.
+    """
     log_probabilities = ops.log_softmax(logits, axis=-1)
+    if len(targets.shape) == len(logits.shape) and targets.shape[-1] == logits.shape[-1]:
+        return -ops.sum(ops.cast(targets, log_probabilities.dtype) * log_probabilities, axis=-1)
     if len(targets.shape) == len(logits.shape):
-        return -ops.sum(targets * log_probabilities, axis=-1)
+        targets = ops.squeeze(targets, -1)
     targets = ops.cast(targets, "int32")
     picked = ops.take_along_axis(log_probabilities, ops.expand_dims(targets, -1), axis=-1)
     return -ops.squeeze(picked, -1)

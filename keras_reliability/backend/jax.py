@@ -72,6 +72,28 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
     return step
 
 
+def recover_train_state(model, args):
+    if not args or not isinstance(args[0], (tuple, list)) or len(args[0]) != 4:
+        return
+    trainable, non_trainable, optimizer_variables, metrics_variables = args[0]
+    optimizer = getattr(model, "optimizer", None)
+    groups = [
+        (model.trainable_variables, trainable),
+        (model.non_trainable_variables, non_trainable),
+        (optimizer.variables if optimizer is not None else [], optimizer_variables),
+        (model.metrics_variables, metrics_variables),
+    ]
+    for variables, values in groups:
+        if values is None or len(values) != len(variables):
+            continue
+        for variable, value in zip(variables, values):
+            if getattr(variable, "_value", 0) is not None:
+                continue  # not emptied by the trainer
+            if not isinstance(value, jax.Array) or value.is_deleted():
+                continue  # donated to a step that ran: lost
+            variable.assign(value)
+
+
 def free_adversarial_train_step(model, recipe, seed):
     # Keras' JAX train step, differentiating its loss function with respect
     # to the inputs (argument 3) as well as the weights, in one backward

@@ -29,6 +29,10 @@ def forward_function(model):
     return lambda x: forward(tf.convert_to_tensor(x, tf.float32))
 
 
+# How a train function says that its data ran out (`fit` catches them).
+END_OF_DATA_ERRORS = (StopIteration, tf.errors.OutOfRangeError)
+
+
 class ReplicaSeedGenerator(keras.random.SeedGenerator):
     """Seeds that differ between the replicas of a `tf.distribute` strategy.
 

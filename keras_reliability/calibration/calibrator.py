@@ -8,7 +8,9 @@ from keras import ops
 
 from keras_reliability import distributed
 from keras_reliability.metrics._inputs import classification_inputs
-from keras_reliability.metrics._inputs import outputs_are_probabilities
+from keras_reliability.data import check_input_shapes
+from keras_reliability.models import read_model
+from keras_reliability.models import select_output
 
 # Floor for log(p) when a calibrator receives probabilities: the smallest
 # normal float32, so that genuine tiny probabilities (softmax outputs reach
@@ -120,27 +122,45 @@ class Calibrator(keras.layers.Layer):
         Args:
             model: a trained Keras classifier.
             x, y: held-out inputs and labels (not the training data).
-            from_logits: whether `model` outputs logits; `None` detects it
-                from the outputs (and warns when they are probabilities).
+            from_logits: whether `model` outputs logits; `None` reads it
+                from the model's graph or, failing that, its outputs (and
+                warns when only probabilities can be had). A value that
+                contradicts the model is refused.
             batch_size: batch size for `model.predict`.
             sample_weight: optional weights for the fit.
             **kwargs: arguments of the calibrator's constructor.
 
         Returns:
             A new `keras.Sequential([model, calibrator])` whose outputs are of
-            the same kind as the model's (logits or probabilities). The
-            original model is shared, not copied.
+            the same kind as the model's (logits or probabilities), in
+            float32 whatever the model's dtype policy. The original model is
+            shared, not copied.
+
+        Raises:
+            ValueError: for a model whose output is not class scores, a
+                `from_logits` that contradicts it, inputs that do not fit the
+                model, NaN outputs, or invalid labels.
         """
-        outputs = distributed.predict(model, x, batch_size=batch_size)
-        if from_logits is None:
-            from_logits = not outputs_are_probabilities(outputs)
-            if not from_logits:
-                warnings.warn(
-                    f"{cls.__name__}.calibrate: the model outputs "
-                    "probabilities; calibrating their logarithms. Calibrating "
-                    "the logits before the softmax is more accurate.",
-                    stacklevel=2,
-                )
+        owner = f"{cls.__name__}.calibrate"
+        reading = read_model(model, from_logits=from_logits, owner=owner)
+        reading.require_class_scores()
+        if x is None:
+            raise ValueError(f"{owner}: `x` is required; received None.")
+        check_input_shapes(model, x, "x", owner)
+        outputs = select_output(
+            distributed.predict(model, x, batch_size=batch_size), reading.output_index
+        )
+        if not np.all(np.isfinite(outputs)):
+            raise ValueError(f"{owner}: model {model.name!r} returned NaN or infinite outputs.")
+        reading.resolve(outputs)
+        outputs, from_logits = reading.metric_inputs(outputs)
+        if reading.outputs_probabilities:
+            warnings.warn(
+                f"{owner}: the model outputs probabilities; calibrating their "
+                "logarithms. Calibrating the logits before the softmax is more accurate.",
+                stacklevel=2,
+            )
+        kwargs.setdefault("dtype", "float32")
         calibrator = cls(from_logits=from_logits, **kwargs)
         calibrator.fit(outputs, y, sample_weight=sample_weight)
         return keras.Sequential([model, calibrator], name=f"{model.name}_calibrated")

@@ -1,22 +1,28 @@
 """AdversarialTrainingCallback: adversarial training inside a plain `model.fit`."""
 
-import math
+import contextlib
+import types
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_reliability import backend
-from keras_reliability import distributed
 from keras_reliability import registry
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.attack import check_input_range
 from keras_reliability.callbacks.log_files import warn_on_overwrite
-from keras_reliability.ood.features import check_single_input
-from keras_reliability.ood.features import feature_extractor
+from keras_reliability.data import check_finite_inputs
+from keras_reliability.data import check_input_shapes
+from keras_reliability.models import check_single_input
+from keras_reliability.models import class_labels
+from keras_reliability.models import feature_extractor
 
 _OWNER = "AdversarialTrainingCallback"
-# Model attributes the callback replaces while it trains.
+# Model attributes the callback replaces: `train_step` and `compute_loss`
+# only while its train function runs, `make_train_function` from
+# `on_train_begin` until `restore` (see `restore`).
 _PATCHED = ("train_step", "compute_loss", "make_train_function")
 
 
@@ -100,6 +106,11 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         self.epsilon = epsilon
         self.recipe_options = dict(recipe_options or {})
         self.recipe_identifier = recipe
+        if recipe is None or not (isinstance(recipe, str) or hasattr(recipe, "transform")):
+            raise ValueError(
+                f"{_OWNER}: `recipe` must be a recipe name (e.g. 'pgd', 'fgsm_rs') or a "
+                f"recipe instance; received {recipe!r}."
+            )
         if isinstance(recipe, str):
             recipe_class = registry.get_object("training_recipe", recipe)
             recipe = recipe_class(
@@ -113,6 +124,12 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         )
         self.seed = seed
         self.prefix = prefix
+        if isinstance(eval_attacks, str) or not isinstance(eval_attacks, (list, tuple, type(None))):
+            raise ValueError(
+                f"{_OWNER}: `eval_attacks` must be a list or tuple of attack names or "
+                f"objects; received {eval_attacks!r}"
+                + (f" (write ({eval_attacks!r},))." if isinstance(eval_attacks, str) else ".")
+            )
         self.eval_attack_identifiers = tuple(eval_attacks or ())
         self.eval_attacks = {}
         for identifier in self.eval_attack_identifiers:
@@ -125,6 +142,7 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             self.eval_attacks[attack.name] = attack
         self.eval_data = None if eval_data is None else self._check_eval_data(eval_data)
         self._installed = None
+        self._eval_labels = None
         self._warned_keys = set()
         self.history = {}
 
@@ -141,6 +159,15 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        state = _installed_state(model)
+        if state is not None and state["owner"] is not self and (
+            model.train_function is state["train_function"]
+        ):
+            restore(model)
+            raise ValueError(
+                f"{_OWNER}: two AdversarialTrainingCallbacks are in this fit; only one "
+                "can own the training step. Combine their settings in one callback."
+            )
         restore(model)
         if getattr(model, "loss", None) is None and not _overrides_compute_loss(model):
             raise ValueError(
@@ -149,12 +176,19 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             )
         check_single_input(model, _OWNER)
         extractor = feature_extractor(model, (), _OWNER)
+        self._eval_labels = None
         if self.eval_data is not None:
-            # Checks the model against the data, and detects a softmax inside.
-            extractor.predict(self.eval_data[0][:8])
+            x, y = self.eval_data
+            check_input_shapes(model, x, "eval_data", _OWNER)
+            check_finite_inputs(x, "eval_data", _OWNER)
+            # Checks the model against the data, and reads its kind.
+            probe = extractor.predict(x[:8])
+            self._eval_labels = class_labels(
+                y, len(x), probe.logits.shape[1], name="eval_data labels", owner=_OWNER
+            )
         self.history = {key: [] for key in self.log_keys}
-        # Loss-mixing recipes read the model's outputs as probabilities or logits.
-        self.recipe.outputs_probabilities = extractor.outputs_probabilities
+        # Loss-mixing recipes read the model's outputs through the same reading.
+        self.recipe.outputs_reading = extractor.reading
         self._install(model, extractor.logits_model())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -164,7 +198,16 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.eval_every != 0:
             values = {key: float("nan") for key in self.log_keys}
         else:
-            values = self.evaluate()
+            try:
+                values = self.evaluate()
+            except Exception as error:  # a diagnostic never ends a fit
+                warnings.warn(
+                    f"{_OWNER}: epoch {epoch + 1}: the robustness evaluation failed "
+                    f"({type(error).__name__}: {error}); logged as NaN.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                values = {key: float("nan") for key in self.log_keys}
         logs.update(values)
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
@@ -176,11 +219,13 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
 
     def evaluate(self):
         """Clean and robust accuracy on `eval_data`, keyed like the logs."""
-        x, y = self.eval_data
-        values = {self.prefix + "clean_accuracy": _accuracy(self.model, x, y)}
+        x, _ = self.eval_data
+        labels = self._eval_labels
+        extractor = feature_extractor(self.model, (), _OWNER)
+        values = {self.prefix + "clean_accuracy": _accuracy(extractor, x, labels)}
         for name, attack in self.eval_attacks.items():
-            x_adv = attack.generate(self.model, x, y)
-            values[f"{self.prefix}{name}_accuracy"] = _accuracy(self.model, x_adv, y)
+            x_adv = attack.generate(self.model, x, labels)
+            values[f"{self.prefix}{name}_accuracy"] = _accuracy(extractor, x_adv, labels)
         return values
 
     # Installation ----------------------------------------------------------
@@ -188,15 +233,22 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
     def _install(self, model, logits_model):
         original_train_step = model.train_step
         original_compute_loss = model.compute_loss
-        original_make_train_function = model.make_train_function
         recipe = self.recipe
-        installing = [True]
+
+        if getattr(recipe, "replays", None):
+            step = backend.free_adversarial_train_step(model, recipe, self.seed)
+        else:
+            step = backend.adversarial_train_step(
+                model, logits_model, original_train_step, recipe.transform, self.seed
+            )
+        # Attributes that exist only while the adversarial train function
+        # runs (and while it is built: JAX captures `train_step` then).
+        patches = {"train_step": step}
 
         if recipe.concatenates:
 
             def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
                 if not training:
-                    # Evaluation batches (validation) are plain batches.
                     return original_compute_loss(
                         x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
                     )
@@ -221,33 +273,49 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
                     losses[0], losses[1], part(y_pred, True), part(y_pred, False)
                 )
 
-            model.compute_loss = compute_loss
+            patches["compute_loss"] = compute_loss
 
-        def make_train_function(force=False):
-            if not installing[0]:
-                # A new fit after one that raised: train normally again.
-                restore(model)
-                return model.make_train_function(force=force)
-            return original_make_train_function(force=force)
+        with _patched(model, patches):
+            model.make_train_function(force=True)
+        adversarial_function = model.train_function
 
-        if getattr(recipe, "replays", None):
-            model.train_step = backend.free_adversarial_train_step(model, recipe, self.seed)
-        else:
-            model.train_step = backend.adversarial_train_step(
-                model, logits_model, original_train_step, recipe.transform, self.seed
-            )
-        model.make_train_function = make_train_function
-        model._keras_reliability_adversarial = installing
-        model.make_train_function(force=True)
-        # Later calls come from a new fit: `fit` only builds the function
-        # before `on_train_begin`.
-        installing[0] = False
+        def train_function(*args, **kwargs):
+            try:
+                with _patched(model, patches):
+                    return adversarial_function(*args, **kwargs)
+            except BaseException as error:
+                # JAX: weights the failed step took from the variables go back.
+                backend.recover_train_state(model, args)
+                if not backend.is_end_of_data(error):
+                    # The error ends `fit`, which then skips `on_train_end`.
+                    restore(model)
+                raise
+
+        def make_train_function(self, force=False):
+            # Only a later `fit` or `train_on_batch` calls it (`fit` builds
+            # its function before `on_train_begin`): that one after a fit
+            # interrupted by another callback trains normally again.
+            restore(self)
+            return self.make_train_function(force=force)
+
+        make_train_function._keras_reliability_adversarial = {
+            "owner": self,
+            "train_function": train_function,
+            "saved": model.__dict__.get("make_train_function"),
+        }
+        model.train_function = train_function
+        model.__dict__["make_train_function"] = types.MethodType(make_train_function, model)
 
     def _check_eval_data(self, eval_data):
         if not isinstance(eval_data, tuple) or len(eval_data) != 2:
             raise ValueError(
                 f"{_OWNER}: `eval_data` must be a tuple (x, y) of arrays; received "
                 f"{type(eval_data).__name__}."
+            )
+        if keras.tree.is_nested(eval_data[0]):
+            raise ValueError(
+                f"{_OWNER}: `eval_data` inputs must be one array; attacks perturb models "
+                "with one input."
             )
         x = np.asarray(ops.convert_to_numpy(eval_data[0]))
         y = np.asarray(ops.convert_to_numpy(eval_data[1]))
@@ -299,23 +367,47 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
 
 
 def restore(model):
-    """Removes an adversarial train step from `model`, if one is installed."""
-    if getattr(model, "_keras_reliability_adversarial", None) is None:
+    """Removes an adversarial train step from `model`, if one is installed.
+
+    Puts back the model's own `make_train_function` and drops the
+    adversarial train function (the next `fit` builds the plain one).
+    Compiled test and predict functions never saw the patch and are kept.
+    """
+    state = _installed_state(model)
+    if state is None:
         return
-    for name in _PATCHED:
-        model.__dict__.pop(name, None)
-    del model._keras_reliability_adversarial
-    # Functions compiled while patched (fit's validation too) are rebuilt.
-    model.train_function = None
-    model.test_function = None
+    if state["saved"] is None:
+        del model.__dict__["make_train_function"]
+    else:
+        model.__dict__["make_train_function"] = state["saved"]
+    if model.__dict__.get("train_function") is state["train_function"]:
+        model.train_function = None
+
+
+def _installed_state(model):
+    installed = getattr(model, "__dict__", {}).get("make_train_function")
+    return getattr(installed, "_keras_reliability_adversarial", None)
+
+
+@contextlib.contextmanager
+def _patched(model, patches):
+    """Sets instance attributes of `model` for the duration of the block."""
+    saved = {name: model.__dict__[name] for name in patches if name in model.__dict__}
+    model.__dict__.update(patches)
+    try:
+        yield
+    finally:
+        for name in patches:
+            if name in saved:
+                model.__dict__[name] = saved[name]
+            else:
+                model.__dict__.pop(name, None)
 
 
 def _overrides_compute_loss(model):
     return type(model).compute_loss is not keras.Model.compute_loss
 
 
-def _accuracy(model, x, y):
-    predictions = distributed.predict(model, x, batch_size=256)
-    labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
-    accuracy = float(np.mean(np.argmax(predictions, axis=1) == labels))
-    return accuracy if math.isfinite(accuracy) else float("nan")
+def _accuracy(extractor, x, labels):
+    logits = extractor.predict(x, batch_size=256).logits
+    return float(np.mean(np.argmax(logits, axis=1) == labels))

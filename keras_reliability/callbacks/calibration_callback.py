@@ -2,6 +2,7 @@
 
 import inspect
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -9,16 +10,17 @@ import numpy as np
 from keras_reliability import registry
 from keras_reliability.calibration import TemperatureScaling
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.callbacks.log_files import check_log_dir
 from keras_reliability.callbacks.log_files import save_png
 from keras_reliability.callbacks.log_files import warn_on_overwrite
-from keras_reliability.callbacks.model_outputs import HeldOutData
-from keras_reliability.callbacks.model_outputs import model_outputs_logits
 from keras_reliability.metrics import expected_calibration_error
 from keras_reliability.metrics import reliability_bins
-from keras_reliability.metrics._inputs import checked_labels
+from keras_reliability.data import HeldOutData
 from keras_reliability.metrics.calibration import check_num_bins
+from keras_reliability.models import read_model
 
 DEFAULT_METRICS = ("ece", "mce", "adaptive_ece", "nll", "brier", "classwise_ece")
+_OWNER = "CalibrationCallback"
 
 
 @keras.saving.register_keras_serializable(package="keras_reliability")
@@ -60,8 +62,9 @@ class CalibrationCallback(keras.callbacks.Callback):
             training (`calibration_history.png`). None draws nothing.
         log_dir: directory for the plots; required with `plot_every`.
         max_samples: use at most this many examples of `validation_data`.
-        from_logits: whether the model outputs logits; None detects it from
-            the last layer's activation or, failing that, the outputs.
+        from_logits: whether the model outputs logits; None reads it from the
+            model's graph (its final activation) or, failing that, its
+            outputs. A value that contradicts the model is refused.
         batch_size: batch size of the forward pass over array data.
         every: compute the metrics every this many epochs.
         prefix: prefix of the log keys.
@@ -131,7 +134,8 @@ class CalibrationCallback(keras.callbacks.Callback):
         )
         self.max_samples = max_samples
         self.batch_size = batch_size
-        self._model_from_logits = from_logits
+        self._reading = None
+        self._from_logits = None
         self._warned_keys = set()
         self.history = {}
         self.latest_epoch = None
@@ -158,24 +162,22 @@ class CalibrationCallback(keras.callbacks.Callback):
         return keys
 
     def on_train_begin(self, logs=None):
+        if self.plot_every is not None:
+            check_log_dir(self.log_dir, _OWNER)
         self.history = {key: [] for key in self.log_keys}
         self.latest_epoch = None
         self._latest_outputs = None
-        outputs, labels = self.data.probe(self.model)
-        if outputs.ndim not in (1, 2):
+        reading = read_model(self.model, from_logits=self.from_logits, owner=_OWNER)
+        reading.require_class_scores()
+        outputs, labels = self.data.probe(self.model, reading.output_index)
+        if not np.all(np.isfinite(outputs)):
             raise ValueError(
-                "CalibrationCallback: the model must output (batch, classes) "
-                f"probabilities or logits; its output has shape {outputs.shape}."
+                f"{_OWNER}: model {self.model.name!r} returns NaN or infinite outputs "
+                "on `validation_data` before training."
             )
-        if self.from_logits is None:
-            self._model_from_logits = model_outputs_logits(self.model, outputs)
-        num_classes = 2 if outputs.ndim == 1 or outputs.shape[-1] == 1 else outputs.shape[-1]
-        try:
-            if self.data.is_array:
-                labels = self.data.y
-            checked_labels(labels, len(labels), num_classes)
-        except ValueError as error:
-            raise ValueError(f"CalibrationCallback: {error}") from None
+        reading.resolve(outputs)
+        self.data.check_labels(labels, reading.num_classes)
+        self._reading = reading
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -184,17 +186,7 @@ class CalibrationCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.every != 0:
             values = {key: float("nan") for key in self.log_keys}
         else:
-            outputs, labels, weights = self.data.collect(self.model)
-            self.latest_epoch = epoch
-            self._latest_outputs = (labels, outputs, weights)
-            values = {
-                self.prefix + key: self._compute(metric, labels, outputs, weights)
-                for key, metric in self._metrics
-            }
-            if self.fit_temperature:
-                values.update(self._temperature_scaling(outputs, labels, weights))
-            if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
-                self._plot(epoch)
+            values = self._evaluate(epoch)
         logs.update(values)
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
@@ -208,20 +200,53 @@ class CalibrationCallback(keras.callbacks.Callback):
         if not keys or all(math.isnan(v) for key in keys for v in self.history[key]):
             return
         figure = plotting.calibration_history(self.history, keys=keys)
-        save_png(self.log_dir, "calibration_history.png", plotting.figure_to_png(figure))
+        save_png(
+            self.log_dir,
+            "calibration_history.png",
+            plotting.figure_to_png(figure),
+            owner=_OWNER,
+        )
+
+    def _evaluate(self, epoch):
+        """The metrics of this epoch; NaN with a warning when they cannot be had."""
+        try:
+            outputs, labels, weights = self.data.collect(self.model, self._reading.output_index)
+            if not np.all(np.isfinite(outputs)):
+                raise ValueError(
+                    f"model {self.model.name!r} returned NaN or infinite outputs"
+                )
+            y_pred, self._from_logits = self._reading.metric_inputs(outputs)
+            values = {
+                self.prefix + key: self._compute(metric, labels, y_pred, weights)
+                for key, metric in self._metrics
+            }
+            if self.fit_temperature:
+                values.update(self._temperature_scaling(y_pred, labels, weights))
+        except Exception as error:  # a diagnostic never ends a fit
+            warnings.warn(
+                f"{_OWNER}: epoch {epoch + 1}: {error}; its metrics are logged as NaN.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return {key: float("nan") for key in self.log_keys}
+        self.latest_epoch = epoch
+        self._latest_outputs = (labels, y_pred, weights)
+        if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
+            self._plot(epoch)
+        return values
 
     def _compute(self, metric, labels, outputs, weights):
         if isinstance(metric, keras.metrics.Metric):
             metric.reset_state()
             metric.update_state(labels, outputs, sample_weight=weights)
             return float(keras.ops.convert_to_numpy(metric.result()))
-        kwargs = {"from_logits": self._model_from_logits, "sample_weight": weights}
+        kwargs = {"from_logits": self._from_logits, "sample_weight": weights}
         if "num_bins" in inspect.signature(metric).parameters:
             kwargs["num_bins"] = self.num_bins
         return float(metric(labels, outputs, **kwargs))
 
     def _temperature_scaling(self, outputs, labels, weights):
-        scaler = TemperatureScaling(from_logits=self._model_from_logits)
+        scaler = TemperatureScaling(from_logits=self._from_logits)
         scaler.fit(outputs, labels, sample_weight=weights)
         scaled = keras.ops.convert_to_numpy(scaler(outputs))
         return {
@@ -230,7 +255,7 @@ class CalibrationCallback(keras.callbacks.Callback):
                 labels,
                 scaled,
                 num_bins=self.num_bins,
-                from_logits=self._model_from_logits,
+                from_logits=self._from_logits,
                 sample_weight=weights,
             ),
         }
@@ -252,7 +277,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             labels,
             outputs,
             num_bins=self.num_bins,
-            from_logits=self._model_from_logits,
+            from_logits=self._from_logits,
             sample_weight=weights,
         )
 
@@ -268,6 +293,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             plotting.figure_to_png(figure),
             tag="calibration/reliability_diagram",
             step=epoch,
+            owner=_OWNER,
         )
 
     def get_config(self):

@@ -9,11 +9,14 @@ import numpy as np
 from keras_reliability import distributed
 from keras_reliability import registry
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.callbacks.log_files import check_log_dir
 from keras_reliability.callbacks.log_files import save_png
 from keras_reliability.callbacks.log_files import warn_on_overwrite
+from keras_reliability.data import check_input_shapes
+from keras_reliability.data import input_arrays
 from keras_reliability.metrics.ood import evaluate_ood
-from keras_reliability.ood.features import ModelOutputs
-from keras_reliability.ood.features import feature_extractor
+from keras_reliability.models import ModelOutputs
+from keras_reliability.models import feature_extractor
 from keras_reliability.ood.synthetic import describe_synthetic_sets
 from keras_reliability.ood.synthetic import synthetic_ood_sets
 
@@ -154,18 +157,18 @@ class OODMonitorCallback(keras.callbacks.Callback):
                 )
             self.scorers[key] = scorer
 
-        self.x_in, _ = _inputs(in_data, "in_data", self.max_samples)
+        self.x_in, _ = input_arrays(in_data, "in_data", self.max_samples, _OWNER)
         if ood_data is None:
             self.ood_sets = None
         elif isinstance(ood_data, dict):
             if not ood_data:
                 raise ValueError(f"{_OWNER}: `ood_data` is an empty dict.")
             self.ood_sets = {
-                str(name): _inputs(data, f"ood_data[{name!r}]", self.max_samples)[0]
+                str(name): input_arrays(data, f"ood_data[{name!r}]", self.max_samples, _OWNER)[0]
                 for name, data in ood_data.items()
             }
         else:
-            self.ood_sets = {"ood": _inputs(ood_data, "ood_data", self.max_samples)[0]}
+            self.ood_sets = {"ood": input_arrays(ood_data, "ood_data", self.max_samples, _OWNER)[0]}
         needs_fit = [
             key for key, scorer in self.scorers.items() if getattr(scorer, "requires_fit", False)
         ]
@@ -176,7 +179,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
             )
         self.x_fit = self.y_fit = None
         if fit_data is not None:
-            self.x_fit, self.y_fit = _inputs(fit_data, "fit_data", self.max_samples)
+            self.x_fit, self.y_fit = input_arrays(fit_data, "fit_data", self.max_samples, _OWNER)
             needs_labels = [
                 key for key in needs_fit if getattr(self.scorers[key], "requires_labels", False)
             ]
@@ -206,6 +209,8 @@ class OODMonitorCallback(keras.callbacks.Callback):
     # Callback hooks --------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        if self.plot_every is not None:
+            check_log_dir(self.log_dir, _OWNER)
         if self.ood_sets is None:
             self.ood_sets = synthetic_ood_sets(
                 self.x_in, severity=self.synthetic_severity, seed=self.seed
@@ -239,12 +244,24 @@ class OODMonitorCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.every != 0:
             values = {key: float("nan") for key in self.log_keys}
         else:
-            self._fit_scorers()
-            self.latest_scores = self._scores()
-            self.latest_epoch = epoch
-            values = self._metrics(self.latest_scores)
-            if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
-                self._plot(epoch, self.latest_scores)
+            try:
+                self._fit_scorers()
+                scores = self._scores()
+            except Exception as error:  # a diagnostic never ends a fit
+                warnings.warn(
+                    f"{_OWNER}: epoch {epoch + 1}: {error}; its OOD metrics are "
+                    "logged as NaN.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                scores = None
+                values = {key: float("nan") for key in self.log_keys}
+            if scores is not None:
+                self.latest_scores = scores
+                self.latest_epoch = epoch
+                values = self._metrics(scores)
+                if self.plot_every is not None and (epoch + 1) % self.plot_every == 0:
+                    self._plot(epoch, scores)
         logs.update(values)
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
@@ -348,6 +365,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
                 plotting.figure_to_png(figure),
                 tag=f"ood/{key}_histogram",
                 step=epoch,
+                owner=_OWNER,
             )
         figure = plotting.ood_roc_curves(curves, title=f"OOD ROC curves, epoch {epoch + 1}")
         save_png(
@@ -356,15 +374,16 @@ class OODMonitorCallback(keras.callbacks.Callback):
             plotting.figure_to_png(figure),
             tag="ood/roc_curves",
             step=epoch,
+            owner=_OWNER,
         )
 
     # Checks ----------------------------------------------------------------
 
     def _other_inputs(self):
         """`(description, x)` of every input set besides `in_data`."""
-        sets = [(f"OOD set {name!r}", x) for name, x in (self.ood_sets or {}).items()]
+        sets = [(f"ood_data[{name!r}]", x) for name, x in (self.ood_sets or {}).items()]
         if self.x_fit is not None:
-            sets.append(("`fit_data`", self.x_fit))
+            sets.append(("fit_data", self.x_fit))
         return sets
 
     def _check_example_shapes(self):
@@ -372,26 +391,13 @@ class OODMonitorCallback(keras.callbacks.Callback):
         for name, x in self._other_inputs():
             if x.shape[1:] != expected:
                 raise ValueError(
-                    f"{_OWNER}: {name} has examples of shape {x.shape[1:]}, "
+                    f"{_OWNER}: `{name}` has examples of shape {x.shape[1:]}, "
                     f"but `in_data` has examples of shape {expected}."
                 )
 
     def _check_model_input_shape(self):
-        inputs = getattr(self.model, "inputs", None)
-        if not inputs:
-            return
-        if len(inputs) != 1:
-            raise ValueError(f"{_OWNER}: the model must have one input; it has {len(inputs)}.")
-        expected = tuple(inputs[0].shape[1:])
-        for name, x in [("`in_data`", self.x_in)] + self._other_inputs():
-            shape = x.shape[1:]
-            if len(shape) != len(expected) or any(
-                e is not None and e != s for e, s in zip(expected, shape)
-            ):
-                raise ValueError(
-                    f"{_OWNER}: {name} has examples of shape {shape}, but the "
-                    f"model expects inputs of shape {expected}."
-                )
+        for name, x in [("in_data", self.x_in)] + self._other_inputs():
+            check_input_shapes(self.model, x, name, _OWNER)
 
     # Serialization ---------------------------------------------------------
 
@@ -466,68 +472,6 @@ def _scorer_key(identifier, scorer):
             f"{_OWNER}: a scorer object in `scorers` needs a `name`; received {scorer!r}."
         )
     return name
-
-
-def _inputs(data, argument, max_samples):
-    """`(x, y)` numpy arrays from an array, a tuple or an iterable of batches."""
-    if isinstance(data, tuple):
-        if not 1 <= len(data) <= 3:
-            raise ValueError(
-                f"{_OWNER}: `{argument}` must be inputs, (x, y) or (x, y, "
-                f"sample_weight); received a tuple of {len(data)} items."
-            )
-        x, y = data[0], (data[1] if len(data) > 1 else None)
-    elif _is_array(data):
-        x, y = data, None
-    elif data is not None and hasattr(data, "__iter__") and not isinstance(data, (str, dict)):
-        x, y = _read_batches(data, argument, max_samples)
-    else:
-        raise ValueError(
-            f"{_OWNER}: `{argument}` must be an array, a tuple (x, y) or an "
-            f"iterable of batches; received {type(data).__name__}."
-        )
-    if keras.tree.is_nested(x):
-        raise ValueError(
-            f"{_OWNER}: `{argument}` must hold one input array; models with "
-            "several inputs are not supported."
-        )
-    x = np.asarray(keras.ops.convert_to_numpy(x))
-    if x.ndim < 2 or len(x) == 0:
-        raise ValueError(
-            f"{_OWNER}: `{argument}` must hold at least one example of shape "
-            f"(num_examples, ...); received shape {x.shape}."
-        )
-    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-        raise ValueError(f"{_OWNER}: `{argument}` holds NaN, infinite or non-numeric values.")
-    if y is not None:
-        y = np.asarray(keras.ops.convert_to_numpy(y))
-        if len(y) != len(x):
-            raise ValueError(f"{_OWNER}: `{argument}` has {len(x)} inputs but {len(y)} labels.")
-    if max_samples is not None:
-        x = x[:max_samples]
-        y = None if y is None else y[:max_samples]
-    return x, y
-
-
-def _is_array(data):
-    return isinstance(data, np.ndarray) or (
-        hasattr(data, "shape") and hasattr(data, "dtype") and not hasattr(data, "element_spec")
-    )
-
-
-def _read_batches(batches, argument, max_samples):
-    inputs, labels, seen = [], [], 0
-    for batch in batches:
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        inputs.append(np.asarray(keras.ops.convert_to_numpy(x)))
-        if y is not None:
-            labels.append(np.asarray(keras.ops.convert_to_numpy(y)))
-        seen += len(inputs[-1])
-        if max_samples is not None and seen >= max_samples:
-            break
-    if not inputs:
-        raise ValueError(f"{_OWNER}: `{argument}` yields no batch.")
-    return np.concatenate(inputs), (np.concatenate(labels) if len(labels) == len(inputs) else None)
 
 
 def _split(scores, bounds, names):

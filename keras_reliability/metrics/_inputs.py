@@ -7,6 +7,9 @@ fails the same way everywhere: early, with the argument and value named.
 import numpy as np
 from keras import ops
 
+from keras_reliability.data import check_sample_weight
+from keras_reliability.models.labels import class_labels
+
 # float32 softmax rows sum to 1 within ~1e-6; 1e-3 still rejects logits and
 # unnormalised scores while tolerating probabilities saved at low precision.
 _SUM_TOLERANCE = 1e-3
@@ -58,7 +61,9 @@ def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
             )
     else:
         _check_probabilities(y_pred)
-    labels = ops.convert_to_tensor(checked_labels(y_true, num_examples, num_classes))
+    labels = ops.convert_to_tensor(
+        class_labels(y_true, num_examples, num_classes, name="y_true")
+    )
     weights = None
     if sample_weight is not None:
         weights = _weights(sample_weight, num_examples)
@@ -123,87 +128,6 @@ def _check_probabilities(y_pred):
         )
 
 
-def checked_labels(y_true, num_examples, num_classes):
-    """Validates labels against the predictions' shape; numpy int32 `(N,)`.
-
-    Accepts integer (or integer-valued float, or bool) labels `(N,)` or
-    `(N, 1)`, or one-hot `(N, num_classes)`.
-    """
-    if y_true is None:
-        raise ValueError("`y_true` is required; received None.")
-    labels = np.asarray(ops.convert_to_numpy(y_true))
-    if labels.ndim == 2 and labels.shape[1] == num_classes and num_classes > 1:
-        labels = _one_hot_to_sparse(labels)
-    elif labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1 or labels.shape[0] != num_examples:
-        raise ValueError(
-            "`y_true` must hold one integer label per example, shape "
-            f"({num_examples},) or one-hot ({num_examples}, {num_classes}), "
-            f"to match `y_pred`; received shape {labels.shape}."
-        )
-    if labels.dtype == bool:
-        labels = labels.astype(np.int64)
-    if not np.issubdtype(labels.dtype, np.number):
-        raise ValueError(
-            f"`y_true` must hold integer class labels; received dtype "
-            f"{labels.dtype}."
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        non_integer = labels[~np.isfinite(labels) | (labels != np.round(labels))]
-        if non_integer.size:
-            raise ValueError(
-                "`y_true` must hold integer class labels; received dtype "
-                f"{labels.dtype} with non-integer value {non_integer[0]!r}."
-            )
-    low, high = labels.min().item(), labels.max().item()
-    if low < 0 or high >= num_classes:
-        bad = int(low if low < 0 else high)
-        raise ValueError(
-            f"`y_true` has label {bad!r} outside [0, {num_classes - 1}] for "
-            f"`y_pred` with {num_classes} classes."
-        )
-    return labels.astype(np.int32)
-
-
-def _one_hot_to_sparse(labels):
-    is_binary = np.all((labels == 0) | (labels == 1))
-    if not is_binary or not np.all(labels.sum(axis=1) == 1):
-        raise ValueError(
-            "`y_true` of shape (N, num_classes) must be one-hot (a single 1 "
-            "per row); soft labels are not supported by top-label metrics."
-        )
-    return np.argmax(labels, axis=1)
-
-
 def _weights(sample_weight, num_examples):
-    weights = np.asarray(ops.convert_to_numpy(sample_weight), dtype=np.float64)
-    if weights.ndim == 2 and weights.shape[1] == 1:
-        weights = weights[:, 0]
-    if weights.shape != (num_examples,):
-        raise ValueError(
-            f"`sample_weight` must have shape ({num_examples},); received "
-            f"shape {weights.shape}."
-        )
-    if not np.all(np.isfinite(weights)) or weights.min() < 0:
-        raise ValueError(
-            "`sample_weight` must be finite and non-negative; received min="
-            f"{np.nanmin(weights)!r}."
-        )
-    if weights.sum() <= 0:
-        raise ValueError("`sample_weight` sums to 0: no example would count.")
+    weights = check_sample_weight(sample_weight, num_examples)
     return ops.convert_to_tensor(weights.astype(np.float32))
-
-
-def outputs_are_probabilities(outputs):
-    """Guesses whether model outputs are probabilities rather than logits.
-
-    A single column counts as probabilities when it lies in [0, 1]; several
-    columns when every row is non-negative and sums to 1. Logits practically
-    never pass this test on more than a handful of rows.
-    """
-    outputs = np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64)
-    if outputs.ndim == 1 or outputs.shape[-1] == 1:
-        return bool(outputs.min() >= 0.0 and outputs.max() <= 1.0)
-    row_error = np.abs(outputs.sum(axis=-1) - 1.0).max()
-    return bool(outputs.min() >= 0.0 and row_error <= _SUM_TOLERANCE)

@@ -5,7 +5,8 @@ work runs in `keras.ops`, the final arithmetic on a few numbers in numpy.
 
 Conventions (tested): top-label binning over the confidence of the predicted
 class, equal-width bins `(lo, hi]` with 0 in the first bin and 1.0 in the
-last; `binning="quantile"` gives equal-mass bins (adaptive ECE).
+last; `binning="quantile"` gives equal-mass bins (Mukhoti et al.'s
+adaptive ECE, still top-label).
 """
 
 import numpy as np
@@ -19,8 +20,10 @@ from keras_reliability.metrics.smooth_ece import smooth_calibration_error
 
 BINNINGS = ("uniform", "quantile")
 
-# Clip for log(0) when the NLL is computed from probabilities (as
-# scikit-learn's `log_loss` does); logits need no clip.
+# Floor on the true-class probability before the log, so that a probability
+# of 0 gives a large finite NLL instead of inf; logits need no floor. 1e-15 is
+# scikit-learn's `log_loss` default before 1.2, kept so that published
+# numbers computed with it (e.g. markus93's DenseNet-40 table) reproduce.
 _LOG_EPSILON = 1e-15
 
 
@@ -120,7 +123,8 @@ def expected_calibration_error(
             A binary classifier may pass its single sigmoid output `(N,)`.
         num_bins: number of bins, >= 1.
         binning: `"uniform"` for equal-width bins `(lo, hi]` over [0, 1], or
-            `"quantile"` for equal-mass bins (adaptive ECE).
+            `"quantile"` for equal-mass bins (see
+            `adaptive_calibration_error`).
         from_logits: whether `y_pred` holds logits.
         sample_weight: optional non-negative weights `(N,)`.
 
@@ -153,13 +157,49 @@ def expected_calibration_error(
 def adaptive_calibration_error(
     y_true, y_pred, *, num_bins=15, from_logits=False, sample_weight=None
 ):
-    """ECE with equal-mass bins (Nixon et al.'s adaptive calibration error).
+    """Top-label ECE with equal-mass bins: Mukhoti et al.'s adaptive ECE.
 
-    Same as `expected_calibration_error(..., binning="quantile")`.
+    The confidences of the predicted class are sorted and cut into
+    `num_bins` bins holding the same number of examples (the same total
+    weight with `sample_weight`; tied confidences may straddle a boundary so
+    that the masses stay equal). The result is the count-weighted mean over
+    bins of `|accuracy - mean confidence|`, i.e.
+    `expected_calibration_error(..., binning="quantile")`. This is AdaECE of
+    Mukhoti et al. (2020). Their released code cuts at interpolated edges
+    into bins `(lo, hi]`, which can move an example across a boundary and
+    leaves out the lowest confidence; here each bin holds exactly its share.
+
+    It is not the adaptive calibration error (ACE) of Nixon et al. (2019),
+    which bins every class's probability `p_k` over all examples into
+    equal-mass ranges and averages the gaps over classes and ranges; on the
+    same predictions the two generally differ.
+
+    Args:
+        y_true: integer labels `(N,)` or one-hot `(N, K)`.
+        y_pred: probabilities `(N, K)`, or logits with `from_logits=True`.
+            A binary classifier may pass its single sigmoid output `(N,)`.
+        num_bins: number of equal-mass bins, >= 1.
+        from_logits: whether `y_pred` holds logits.
+        sample_weight: optional non-negative weights `(N,)`.
+
+    Returns:
+        The adaptive ECE as a Python float in [0, 1].
+
+    Raises:
+        ValueError: as `expected_calibration_error`.
+
+    Example:
+
+    >>> y_true = [0, 1, 1, 0]
+    >>> y_pred = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]]
+    >>> round(adaptive_calibration_error(y_true, y_pred, num_bins=2), 4)
+    0.15
 
     References:
+        - Mukhoti et al., "Calibrating Deep Neural Networks using Focal
+          Loss", NeurIPS 2020 (AdaECE, computed here).
         - Nixon et al., "Measuring Calibration in Deep Learning", CVPR
-          Workshops 2019.
+          Workshops 2019 (ACE, the class-wise variant; not computed here).
     """
     return expected_calibration_error(
         y_true,
@@ -409,8 +449,19 @@ def negative_log_likelihood(
 ):
     """Mean negative log-likelihood of the true class (cross-entropy).
 
-    From logits it is exact (log-softmax). From probabilities, values are
-    clipped at 1e-15 before the log, as scikit-learn's `log_loss` does.
+    From logits it is exact (log-softmax, no clipping). From probabilities,
+    `y_pred` is read as float32 and the true-class probability `p` enters as
+    `-log(max(p, 1e-15))`: a probability of 0, or any below 1e-15 (say
+    1e-30), costs `-log(1e-15) ~= 34.539` nats; nothing is clipped at the
+    top, so `p = 1` costs 0.
+
+    This equals scikit-learn's `log_loss` on float64 probabilities (up to
+    float32 rounding) as long as every true-class probability is at least
+    1e-15. Below that they differ: since version 1.2 scikit-learn clips to
+    `[eps, 1 - eps]` with `eps` the machine epsilon of the input's dtype
+    (2.2e-16 for float64, so `p = 0` costs ~36.044 nats; 1.2e-7 for
+    float32, where it already clips any `p < 1.2e-7`). 1e-15 was its default
+    before 1.2, so numbers published with older versions reproduce.
 
     Args:
         y_true, y_pred, from_logits, sample_weight: as in
@@ -418,6 +469,14 @@ def negative_log_likelihood(
 
     Returns:
         The NLL in nats as a Python float.
+
+    Raises:
+        ValueError: as `expected_calibration_error`.
+
+    Example:
+
+    >>> round(negative_log_likelihood([0, 1], [[0.5, 0.5], [1.0, 0.0]]), 3)
+    17.616
     """
     labels, y_pred, weights = classification_inputs(
         y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight

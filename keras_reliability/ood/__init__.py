@@ -13,8 +13,8 @@ as `"ood_scorer"` plugins under the names in parentheses:
 - from Monte-Carlo samples: `MutualInformation` ("mutual_information").
 """
 
-from keras_reliability.ood.features import FeatureExtractor
-from keras_reliability.ood.features import ModelOutputs
+from keras_reliability.models import FeatureExtractor
+from keras_reliability.models import ModelOutputs
 from keras_reliability.ood.knn import KNN
 from keras_reliability.ood.logit_scorers import Energy
 from keras_reliability.ood.logit_scorers import Entropy

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
-from keras_reliability.ood.features import feature_extractor
+from keras_reliability.models import feature_extractor
 from keras_reliability.ood.scorer import OODScorer
 from keras_reliability.ood.scorer import register_scorer
 from keras_reliability.ood.scorer import softmax

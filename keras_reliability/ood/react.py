@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_reliability.arguments import check_number
-from keras_reliability.ood.features import feature_key
+from keras_reliability.models import feature_key
 from keras_reliability.ood.logit_scorers import energy
 from keras_reliability.ood.scorer import FeatureScorer
 from keras_reliability.ood.scorer import register_scorer

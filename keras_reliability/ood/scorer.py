@@ -11,8 +11,9 @@ need their own passes (input gradients, Monte-Carlo sampling) override
 import keras
 import numpy as np
 
-from keras_reliability.ood.features import feature_extractor
-from keras_reliability.ood.features import feature_key
+from keras_reliability.models import feature_extractor
+from keras_reliability.models import class_labels
+from keras_reliability.models import feature_key
 from keras_reliability.serialization import register_serializable
 
 
@@ -67,8 +68,7 @@ class OODScorer:
             return self
         if self.requires_labels and y is None:
             raise ValueError(f"{type(self).__name__}.fit needs the labels `y` of `x`.")
-        outputs = self.extract(model, x, batch_size)
-        return self.fit_outputs(outputs, _labels(y, len(outputs), type(self).__name__))
+        return self.fit_outputs(self.extract(model, x, batch_size), y)
 
     def score(self, model, x, batch_size=None):
         """OOD scores of inputs `x`: a float array, one score per example."""
@@ -101,9 +101,9 @@ class OODScorer:
         if self.needs_exact_logits and not outputs.exact_logits:
             raise ValueError(
                 f"{type(self).__name__} needs the model's logits, but the model "
-                "outputs probabilities and its last layer has no activation to "
-                "remove. End the model with a linear layer (or a Dense layer "
-                "with a softmax activation, or a Softmax layer)."
+                "outputs probabilities and its graph does not hold the logits "
+                "before them. End the model with a linear layer (or a Dense layer "
+                "with a softmax activation, a Softmax layer or keras.ops.softmax)."
             )
         return outputs.logits.astype(np.float64)
 
@@ -145,20 +145,6 @@ def _default_name(cls):
     return getattr(cls, "registered_name", None) or cls.__name__.lower()
 
 
-def _labels(y, count, owner):
-    if y is None:
-        return None
-    labels = np.asarray(keras.ops.convert_to_numpy(y))
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        labels = labels.argmax(axis=1)
-    labels = labels.reshape(-1)
-    if len(labels) != count:
-        raise ValueError(f"{owner}.fit: `x` has {count} examples but `y` has {len(labels)} labels.")
-    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
-        raise ValueError(f"{owner}.fit: `y` must hold integer class labels; received {labels[:5]}.")
-    return labels.astype(np.int64)
-
-
 def softmax(logits):
     """Row-wise softmax of a float64 numpy array."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -177,8 +163,10 @@ class FeatureScorer(OODScorer):
 
     Args:
         feature_layer: name or index of the layer whose output is the
-            feature, or None for the input of the model's last layer (the
-            penultimate representation). Indices count the layers without
+            feature, or None for the input of the model's classification
+            head (the penultimate representation: the input of the Dense
+            layer that computes the logits, whatever activation, Softmax or
+            Dropout layers follow it). Indices count the layers without
             the `InputLayer`, so an index picks the same layer in a
             Sequential model and in its functional twin.
         name: name used in log keys.
@@ -199,8 +187,11 @@ class FeatureScorer(OODScorer):
         self.feature_layer = feature_layer
 
     def fit_outputs(self, outputs, labels=None):
+        owner = f"{type(self).__name__}.fit"
         if len(outputs) == 0:
-            raise ValueError(f"{type(self).__name__}.fit: the training data is empty.")
+            raise ValueError(f"{owner}: the training data is empty.")
+        if labels is not None:
+            labels = class_labels(labels, len(outputs), outputs.logits.shape[1], owner=owner)
         self.fit_features(self.features(outputs), outputs, labels)
         self._fitted = True
         return self

@@ -25,6 +25,7 @@ Severity tables (index `severity - 1`, severities 1..5):
 import numbers
 import warnings
 
+import keras
 import numpy as np
 
 SYNTHETIC_KINDS = ("gaussian_noise", "uniform_noise", "blur", "contrast", "noise")
@@ -67,8 +68,9 @@ def synthetic_ood_sets(x, kinds=None, severity=3, seed=None, value_range=None):
     Args:
         x: in-distribution inputs, an array `(N, ...)` with `N >= 1` examples
             and at least one feature axis; any real dtype (integers, e.g.
-            uint8 images, are converted to float32). Tensors of any Keras
-            backend that numpy can read are accepted.
+            uint8 images, are converted to float32). A tensor or variable of
+            the active Keras backend is accepted on any device: it is copied
+            to the host with `keras.ops.convert_to_numpy`.
         kinds: the kinds to build, a name or a sequence of names from
             `SYNTHETIC_KINDS`. `None` (the default) means every kind that
             applies to `x`: `"blur"` is skipped silently when `x` is not
@@ -253,8 +255,13 @@ def _convolve_axis(x, weights, axis):
 
 def _check_x(x):
     try:
-        x = np.asarray(x)
-    except Exception as error:  # e.g. a GPU tensor numpy cannot read
+        if keras.ops.is_tensor(x) or isinstance(x, keras.Variable):
+            # numpy cannot read a tensor that lives on an accelerator (a CUDA
+            # torch tensor raises); Keras copies it to the host first.
+            x = keras.ops.convert_to_numpy(x)
+        else:
+            x = np.asarray(x)
+    except Exception as error:  # e.g. an object numpy cannot read
         raise ValueError(
             f"`x` must be an array of inputs that numpy can read; received an "
             f"object of type {type(x).__name__} ({error})."

@@ -10,6 +10,8 @@ loops and background threads.
 import io
 import os
 
+from keras_reliability import files
+
 _INSTALL_HINT = (
     "{what} requires matplotlib. Install it with "
     "`pip install keras-reliability[plot]`."
@@ -100,10 +102,14 @@ def figure_to_png(figure, dpi=100):
 
 
 def save_figure(figure, filepath, dpi=100):
-    """Saves a matplotlib figure to `filepath`.
+    """Saves a matplotlib figure to `filepath`, atomically.
 
     The format is inferred from the file extension (`.png`, `.pdf`, `.svg`,
-    ...). Parent directories must already exist.
+    ...; without one, matplotlib's `savefig.format`). Parent directories
+    must already exist. The figure is rendered in memory, then written
+    through a temporary file that replaces `filepath` in one step: a reader
+    never sees half a file, and when the write fails (a full disk, a
+    read-only directory) a file already at `filepath` is left as it was.
 
     Args:
         figure: A `matplotlib.figure.Figure`.
@@ -116,11 +122,34 @@ def save_figure(figure, filepath, dpi=100):
 
     Raises:
         TypeError: If `figure` is not a matplotlib figure.
-        ValueError: If `dpi` is not a positive number.
+        ValueError: If `dpi` is not a positive number, or the extension of
+            `filepath` is not a format matplotlib writes.
+        OSError: If the file cannot be written; the message names
+            `filepath` and the reason (the error keeps its errno, e.g.
+            `FileNotFoundError` for a missing directory).
+
+    Example:
+
+    >>> figure = reliability_diagram(bins=bins)
+    >>> save_figure(figure, "reliability.png")
+    'reliability.png'
     """
     _check_figure_and_dpi(figure, dpi)
     filepath = os.fspath(filepath)
-    figure.savefig(filepath, dpi=dpi)
+    extension = os.path.splitext(filepath)[1][1:].lower()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=extension or None, dpi=dpi)
+    try:
+        files.write_atomically(filepath, buffer.getvalue())
+    except OSError as error:
+        reason = files.os_error_reason(error)
+        directory = os.path.dirname(os.path.abspath(filepath))
+        if not os.path.isdir(directory):
+            reason += f" (the directory {directory!r} must exist)"
+        raise files.os_error_with_message(
+            error,
+            f"Could not save the figure to `filepath`: {reason}. Received: filepath={filepath!r}",
+        ) from error
     return filepath
 
 

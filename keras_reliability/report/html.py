@@ -4,8 +4,6 @@ import base64
 import dataclasses
 import html
 import math
-import os
-import tempfile
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -99,20 +97,3 @@ def _table(table):
         f"<table{id_attribute}><caption>{html.escape(table.caption)}</caption>"
         f"<thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
     )
-
-
-def write_atomically(path, text):
-    """Writes `text` to `path` through a temporary file, so a reader never sees half a page."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".html.tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        # mkstemp makes the file private; a report is meant to be shared.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path

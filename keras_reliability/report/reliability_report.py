@@ -8,6 +8,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_reliability import files
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.robustness import robust_accuracy
@@ -15,10 +16,12 @@ from keras_reliability.callbacks import AdversarialTrainingCallback
 from keras_reliability.callbacks import CalibrationCallback
 from keras_reliability.callbacks import OODMonitorCallback
 from keras_reliability.callbacks import tensorboard_images
+from keras_reliability.callbacks.log_files import check_log_dir
 from keras_reliability.plotting import _matplotlib
 from keras_reliability.plotting._history import history_dict
 from keras_reliability.report import html
 from keras_reliability.report import sections
+from keras_reliability.data import check_finite_inputs
 from keras_reliability.uncertainty import predict_with_uncertainty
 
 DEFAULT_FILENAME = "reliability_report.html"
@@ -62,6 +65,12 @@ class ReliabilityReport(keras.callbacks.Callback):
     each plot of the report (not the curves: the keys already reach
     TensorBoard as scalars) is also written as a TensorBoard image under
     `log_dir/reliability`, tagged `report/...`.
+
+    `log_dir` is created and checked in `on_train_begin`: a directory that
+    cannot be written (a file in its place, a read-only or full file system)
+    raises a `ValueError` before the first epoch. A write that fails later
+    (the disk filled up during training) warns and training goes on; the
+    next write tries again.
 
     The robustness curve runs the attack at every budget each time the page
     is written, and the uncertainty section runs `num_samples` forward passes
@@ -152,6 +161,7 @@ class ReliabilityReport(keras.callbacks.Callback):
     # Callback hooks --------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        check_log_dir(self.log_dir, _OWNER)
         self.history = {}
         self._order_checked = False
         self._last_epoch = self._written_epoch = None
@@ -190,20 +200,36 @@ class ReliabilityReport(keras.callbacks.Callback):
         if self._written_epoch == last:
             # Only the status line changes: no need to rerun the diagnostics.
             page = html.render(self.title, self._meta(last, finished=True), self._sections)
-            html.write_atomically(self.path, page)
+            self._write_page(page)
         else:
             self._render(last, finished=True, tensorboard=True)
 
     # Writing ---------------------------------------------------------------
 
     def write(self):
-        """Writes the report of the results so far and returns its path."""
-        return self._render(max(self._num_epochs() - 1, 0), finished=True, tensorboard=False)
+        """Writes the report of the results so far and returns its path.
+
+        Returns:
+            The path of the HTML file.
+
+        Raises:
+            ValueError: if `log_dir` cannot be created or written (checked
+                before the report is computed).
+            OSError: if writing the page fails all the same (e.g. the disk
+                filled up meanwhile); the message names `log_dir`.
+        """
+        return self._write(_OWNER)
+
+    def _write(self, owner):
+        check_log_dir(self.log_dir, owner)
+        epoch = max(self._num_epochs() - 1, 0)
+        return self._render(epoch, finished=True, tensorboard=False, owner=owner)
 
     def _num_epochs(self):
         return max((len(values) for values in self.history.values()), default=0)
 
-    def _render(self, epoch, finished, tensorboard):
+    def _render(self, epoch, finished, tensorboard, owner=None):
+        """Computes and writes the page; see `_write_page` for `owner`."""
         groups = self._groups()
         page_sections = [
             sections.summary(self.history, groups),
@@ -232,15 +258,42 @@ class ReliabilityReport(keras.callbacks.Callback):
                 )
             )
         page = html.render(self.title, self._meta(epoch, finished), page_sections)
-        html.write_atomically(self.path, page)
+        # Kept even if the write fails: `on_train_end` writes them again.
         self._sections, self._written_epoch = page_sections, epoch
+        written = self._write_page(page, owner)
         if tensorboard:
             for section in page_sections[2:]:
                 for image in section.images:
                     tensorboard_images.write_png(
-                        self.log_dir, f"report/{image.tag}", image.png, step=epoch
+                        self.log_dir, f"report/{image.tag}", image.png, step=epoch, owner=_OWNER
                     )
-        return self.path
+        return written
+
+    def _write_page(self, page, owner=None):
+        """Writes the page atomically and returns its path.
+
+        During `fit` (`owner` None) a failure warns and returns None: the
+        report never stops training. Otherwise the failure raises an
+        `OSError` naming `owner` and `log_dir`.
+        """
+        try:
+            os.makedirs(self.log_dir, exist_ok=True)
+            return files.write_atomically(self.path, page)
+        except OSError as error:
+            reason = files.os_error_reason(error)
+            if owner is not None:
+                raise files.os_error_with_message(
+                    error,
+                    f"{owner}: could not write the report {self.path!r} into `log_dir`: "
+                    f"{reason}. Received: log_dir={self.log_dir!r}",
+                ) from error
+            warnings.warn(
+                f"{_OWNER}: could not write the report {self.path!r} into `log_dir` "
+                f"({self.log_dir!r}): {reason}. Training goes on; the next write tries again.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
 
     def _robustness_curve(self, callback):
         attack = list(callback.eval_attacks.values())[-1]
@@ -365,6 +418,12 @@ def write_report(
     Returns:
         The path of the HTML file.
 
+    Raises:
+        ValueError: if `log_dir` cannot be created or written (checked
+            before the report is computed).
+        OSError: if writing the page fails all the same (e.g. the disk
+            filled up meanwhile); the message names `log_dir`.
+
     Example:
 
     ```python
@@ -384,7 +443,7 @@ def write_report(
     report.history = {
         key: [float(value) for value in values] for key, values in history_dict(history).items()
     }
-    return report.write()
+    return report._write("write_report")
 
 
 def _check_sources(callbacks):
@@ -442,6 +501,7 @@ def _check_uncertainty_data(x, image_shape):
             f"{_OWNER}: `uncertainty_data` must be a batch of at least one input; received "
             f"an array of shape {x.shape}."
         )
+    check_finite_inputs(x, "uncertainty_data", _OWNER)
     if image_shape is not None and int(np.prod(image_shape)) != int(np.prod(x.shape[1:])):
         raise ValueError(
             f"{_OWNER}: inputs of shape {x.shape[1:]} cannot be drawn as "

@@ -215,8 +215,9 @@ class TRADESTraining(Recipe):
         self.beta = check_number(beta, "beta", positive=False, owner="trades")
         self.steps = check_positive_int(steps, "steps", owner="trades")
         self.step_size = optional_step_size(step_size, "trades")
-        # Set by the callback: whether the model outputs probabilities.
-        self.outputs_probabilities = False
+        # Set by the callback: the model's `ModelReading`, which turns its
+        # outputs (logits, probabilities, one sigmoid column) into logits.
+        self.outputs_reading = None
 
     def perturb(self, x, labels, gradient, logits, seed):
         # In x', KL(f(x) || f(x')) has the gradient of the cross-entropy
@@ -238,7 +239,9 @@ class TRADESTraining(Recipe):
         return clean_loss + self.beta * kl
 
     def _probabilities(self, outputs):
-        return outputs if self.outputs_probabilities else ops.softmax(outputs, axis=-1)
+        if self.outputs_reading is not None:
+            outputs = self.outputs_reading.logits_op(outputs)
+        return ops.softmax(outputs, axis=-1)
 
     def get_config(self):
         return {

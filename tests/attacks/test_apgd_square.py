@@ -276,6 +276,31 @@ def test_square_single_query_is_the_stripe_start(image_model, images, y):
             assert len(set(row_values[row_values != 0])) <= 1
 
 
+def test_square_without_seed_follows_keras_set_random_seed(image_model, images, y):
+    def attack_after(global_seed):
+        keras.utils.set_random_seed(global_seed)
+        attack = SquareAttack(0.15, queries=40, input_range=RANGE)
+        return attack.generate(image_model, images, y)
+
+    first = attack_after(7)
+    # Square positions and signs both replay: the same adversarial inputs.
+    np.testing.assert_array_equal(attack_after(7), first)
+    other = attack_after(8)
+    assert np.mean(np.any(other != first, axis=(1, 2, 3))) > 0.5
+
+
+def test_square_seed_overrides_the_global_seed(image_model, images, y):
+    keras.utils.set_random_seed(1)
+    first = SquareAttack(0.15, queries=40, input_range=RANGE, seed=3).generate(
+        image_model, images, y
+    )
+    keras.utils.set_random_seed(2)
+    again = SquareAttack(0.15, queries=40, input_range=RANGE, seed=3).generate(
+        image_model, images, y
+    )
+    np.testing.assert_array_equal(again, first)
+
+
 def test_square_needs_image_batches(model, x, y):
     with pytest.raises(ValueError, match="rank 4"):
         SquareAttack(0.1, queries=2, input_range=RANGE).generate(model, x, y)

@@ -225,7 +225,7 @@ def test_callback_bad_labels_fail_before_the_first_epoch(digits):
     recorder = EpochRecorder()
     bad_labels = y_val.copy()
     bad_labels[5] = 12
-    with pytest.raises(ValueError, match=r"label 12 outside \[0, 9\]"):
+    with pytest.raises(ValueError, match=r"`validation_data` holds the label 12, outside \[0, 9\]"):
         model.fit(
             x, y, epochs=3, verbose=0,
             callbacks=[CalibrationCallback((x_val, bad_labels)), recorder],

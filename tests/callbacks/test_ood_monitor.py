@@ -534,14 +534,14 @@ def test_ood_set_with_another_example_shape_is_rejected():
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "OOD set 'letters' has examples of shape (8, 8, 1), but `in_data` "
+            "`ood_data['letters']` has examples of shape (8, 8, 1), but `in_data` "
             "has examples of shape (64,)"
         ),
     ):
         OODMonitorCallback(
             x_in, ood_data={"noise": x_in, "letters": np.zeros((4, 8, 8, 1), "float32")}
         )
-    with pytest.raises(ValueError, match=r"OOD set 'ood' has examples of shape \(63,\)"):
+    with pytest.raises(ValueError, match=r"`ood_data\['ood'\]` has examples of shape \(63,\)"):
         OODMonitorCallback(x_in, ood_data=np.zeros((4, 63), "float32"))
 
 

@@ -491,6 +491,46 @@ def test_functional_nll_matches_sklearn_log_loss():
     )
 
 
+def test_functional_nll_equals_sklearn_log_loss_down_to_the_clip():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(11)
+    probabilities = rng.dirichlet(np.full(3, 2.0), size=200)
+    labels = rng.integers(0, 3, size=200)
+    # True-class probabilities down to 1e-12: far below float32's machine
+    # epsilon, still above our 1e-15 floor and float64's 2.2e-16.
+    tiny = np.array([1e-12, 1e-9, 1e-6, 1e-3])
+    for row, value in enumerate(tiny):
+        probabilities[row] = [value, (1 - value) / 2, (1 - value) / 2]
+        labels[row] = 0
+    expected = sklearn_metrics.log_loss(labels, probabilities, labels=range(3))
+    ours = negative_log_likelihood(labels, probabilities)
+    assert ours == pytest.approx(expected, rel=1e-6)
+    # The tiny probabilities carry weight: without them the mean is smaller.
+    assert expected - sklearn_metrics.log_loss(
+        labels[4:], probabilities[4:], labels=range(3)
+    ) > 0.1
+
+
+@pytest.mark.parametrize("true_probability", [0.0, 1e-30, 1e-16])
+def test_functional_nll_floors_the_true_probability_at_1e_15(true_probability):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    probabilities = np.array([[true_probability, 1.0 - true_probability]])
+    ours = negative_log_likelihood([0], probabilities)
+    # The documented value: -log(1e-15) (float32), whatever lies below it.
+    assert ours == pytest.approx(-math.log(1e-15), rel=1e-6)
+    assert ours == pytest.approx(34.538776, abs=1e-5)
+    # scikit-learn >= 1.2 floors float64 input at 2.2e-16 instead.
+    floor = np.finfo(np.float64).eps
+    sklearn_value = sklearn_metrics.log_loss([0], probabilities, labels=[0, 1])
+    assert sklearn_value == pytest.approx(-math.log(max(true_probability, floor)))
+    assert sklearn_value - ours > 1.0
+
+
+def test_functional_nll_of_a_certain_right_prediction_is_zero():
+    # No clip at the top: p = 1 costs exactly 0.
+    assert negative_log_likelihood([1, 0], [[0.0, 1.0], [1.0, 0.0]]) == 0.0
+
+
 # ---------------------------------------------------------------------------
 # 5. Conventions.
 # ---------------------------------------------------------------------------
@@ -607,6 +647,68 @@ def test_functional_quantile_bins_hold_equal_counts():
     assert np.all(np.diff(bins.confidence) > 0)
 
 
+def _adaece_reference(labels, probabilities, num_bins):
+    """Mukhoti et al.'s AdaECE in float64: top-label, equal-count bins."""
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    order = np.argsort(confidence, kind="stable")
+    total = sum(
+        len(members) * abs(correct[members].mean() - confidence[members].mean())
+        for members in np.array_split(order, num_bins)
+    )
+    return total / len(labels)
+
+
+def _nixon_ace_reference(labels, probabilities, num_ranges):
+    """Nixon et al.'s ACE in float64: every class, equal-count ranges of p_k."""
+    gaps = []
+    for k in range(probabilities.shape[1]):
+        order = np.argsort(probabilities[:, k], kind="stable")
+        for members in np.array_split(order, num_ranges):
+            frequency = np.mean(labels[members] == k)
+            gaps.append(abs(frequency - probabilities[members, k].mean()))
+    return float(np.mean(gaps))
+
+
+def _non_monotone_miscalibration(seed, num_examples=1500, num_classes=5):
+    """Float32 probabilities whose accuracy-confidence gap changes sign.
+
+    With a gap of one sign everywhere every binning gives the global gap,
+    which could not tell equal-mass from any other bins.
+    """
+    rng = np.random.default_rng(seed)
+    probabilities = _softmax64(2.0 * rng.normal(size=(num_examples, num_classes)))
+    probabilities = probabilities.astype(np.float32)
+    confidence = probabilities.max(axis=1).astype(np.float64)
+    predicted = probabilities.argmax(axis=1)
+    right = rng.uniform(size=num_examples) < np.clip(
+        confidence + 0.3 * np.sin(8.0 * confidence), 0.0, 1.0
+    )
+    other = (predicted + rng.integers(1, num_classes, size=num_examples)) % num_classes
+    return np.where(right, predicted, other), probabilities
+
+
+@pytest.mark.parametrize("num_bins", [10, 15])
+def test_functional_adaptive_ece_is_mukhoti_adaece_not_nixon_ace(num_bins):
+    # 1500 examples split evenly into 10 or 15 bins: "equal mass" is
+    # unambiguous, so the reference needs no tie or remainder convention.
+    labels, probabilities = _non_monotone_miscalibration(4)
+    reference = _adaece_reference(labels, probabilities.astype(np.float64), num_bins)
+    ours = adaptive_calibration_error(labels, probabilities, num_bins=num_bins)
+    assert ours == pytest.approx(reference, abs=1e-6)
+    # The binning matters on this data ...
+    global_gap = abs(
+        probabilities.max(axis=1).astype(np.float64).mean()
+        - np.mean(probabilities.argmax(axis=1) == labels)
+    )
+    assert ours - global_gap > 0.03
+    # ... and Nixon et al.'s class-wise ACE is a different number (about half).
+    nixon_ace = _nixon_ace_reference(
+        labels, probabilities.astype(np.float64), num_bins
+    )
+    assert ours - nixon_ace > 0.05
+
+
 def test_functional_from_logits_equals_softmax_probabilities():
     _, logits, probabilities, labels = _random_problem(6)
     for metric in (
@@ -720,10 +822,10 @@ def test_functional_probabilities_passed_as_logits_raise():
 
 def test_functional_shape_mismatch_raises():
     _assert_raises(
-        ALL_FUNCTIONS, r"y_true.*\(4,\).*received shape \(3,\)", [0, 1, 2], P3
+        ALL_FUNCTIONS, r"y_true` has 3 labels for 4 examples", [0, 1, 2], P3
     )
     _assert_raises(
-        ALL_FUNCTIONS, r"y_true.*\(4,\).*received shape \(5,\)",
+        ALL_FUNCTIONS, r"y_true` has 5 labels for 4 examples",
         [0, 1, 2, 0, 1], P3,
     )
     _assert_raises(

@@ -16,6 +16,7 @@ from keras_reliability.metrics import RootMeanSquareCalibrationError
 from keras_reliability.metrics import expected_calibration_error
 from keras_reliability.metrics import max_calibration_error
 from keras_reliability.metrics import root_mean_square_calibration_error
+from keras_reliability.metrics.calibration_metrics import InvalidRowsWarning
 
 STREAMING_AND_FUNCTIONAL = [
     (ExpectedCalibrationError, expected_calibration_error, "ece"),
@@ -155,16 +156,18 @@ def test_streaming_reset_state_zeroes():
     metric.reset_state()
     for variable in metric.variables:
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), 0.0)
-    assert np.isnan(float(metric.result()))  # no data: NaN, not 0
+    with pytest.warns(InvalidRowsWarning, match="no example with positive weight"):
+        assert np.isnan(float(metric.result()))  # no data: NaN, not 0
     # Reusable: the same data gives the same number again.
     assert _feed(metric, labels, logits, [500]) == pytest.approx(first, abs=1e-7)
 
 
-def _nan_case(metric_kwargs, bad_batch):
+def _nan_case(metric_kwargs, bad_batch, reason):
     """Feeds a good batch, a batch with one bad row, then checks the state.
 
     Returns the result after the bad batch; asserts that the bin statistics
-    equal those of a fresh metric fed only the valid rows.
+    equal those of a fresh metric fed only the valid rows, that the row is
+    counted under `reason` and that `result()` warned.
     """
     _, logits, labels = _problem(3, num_examples=60)
     good, bad = slice(0, 30), slice(30, 60)
@@ -172,7 +175,9 @@ def _nan_case(metric_kwargs, bad_batch):
     metric = ExpectedCalibrationError(**metric_kwargs)
     metric.update_state(labels[good], logits[good])
     metric.update_state(y_bad, p_bad)
-    result = float(metric.result())
+    with pytest.warns(InvalidRowsWarning, match="1 invalid row"):
+        result = float(metric.result())
+    assert metric.invalid_reasons() == {reason: 1}
 
     keep = np.ones(30, dtype=bool)
     keep[bad_row] = False
@@ -201,7 +206,9 @@ def test_streaming_non_finite_prediction_gives_nan():
             p[4, 2] = bad_value
             return y, p, 4
 
-        assert np.isnan(_nan_case({"from_logits": True}, bad_batch)), bad_value
+        assert np.isnan(
+            _nan_case({"from_logits": True}, bad_batch, "non_finite_predictions")
+        ), bad_value
 
 
 def test_streaming_out_of_range_label_gives_nan():
@@ -211,7 +218,9 @@ def test_streaming_out_of_range_label_gives_nan():
             y[7] = bad_label
             return y, p, 7
 
-        assert np.isnan(_nan_case({"from_logits": True}, bad_batch)), bad_label
+        assert np.isnan(
+            _nan_case({"from_logits": True}, bad_batch, "invalid_labels")
+        ), bad_label
 
 
 def test_streaming_probabilities_not_summing_to_one_give_nan():
@@ -219,11 +228,14 @@ def test_streaming_probabilities_not_summing_to_one_give_nan():
     metric.update_state([0, 1], [[0.7, 0.3], [0.2, 0.8]])
     assert float(metric.result()) == pytest.approx(0.25, abs=1e-6)
     metric.update_state([0], [[0.9, 0.9]])  # sums to 1.8
-    assert np.isnan(float(metric.result()))
+    with pytest.warns(InvalidRowsWarning, match="not probabilities"):
+        assert np.isnan(float(metric.result()))
     np.testing.assert_array_equal(_state(metric)["bin_count"], [0, 0, 0, 2, 0])
     metric.reset_state()
     metric.update_state([1], [[-0.5, 1.5]])  # sums to 1, but negative
-    assert np.isnan(float(metric.result()))
+    with pytest.warns(InvalidRowsWarning, match="not probabilities"):
+        assert np.isnan(float(metric.result()))
+    assert metric.invalid_reasons() == {"not_probabilities": 1}
 
 
 def test_streaming_invalid_float_label_gives_nan():
@@ -237,7 +249,9 @@ def test_streaming_invalid_float_label_gives_nan():
             y[5] = bad_label
             return y, p, 5
 
-        assert np.isnan(_nan_case({"from_logits": True}, bad_batch)), bad_label
+        assert np.isnan(
+            _nan_case({"from_logits": True}, bad_batch, "invalid_labels")
+        ), bad_label
 
 
 def test_streaming_get_config_round_trip():

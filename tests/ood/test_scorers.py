@@ -459,13 +459,16 @@ def test_mahalanobis_on_functional_model_with_named_layer(variants, data):
     np.testing.assert_allclose(scorer.score(functional, x_test), expected, rtol=1e-4, atol=1e-3)
 
 
-def test_mahalanobis_accepts_one_hot_and_non_contiguous_labels(model, data):
+def test_mahalanobis_accepts_one_hot_and_refuses_labels_that_are_not_classes(model, data):
     x_train, y_train, x_test, _ = data
     baseline = Mahalanobis().fit(model, x_train, y_train).score(model, x_test)
     one_hot = Mahalanobis().fit(model, x_train, np.eye(NUM_CLASSES)[y_train]).score(model, x_test)
-    shifted = Mahalanobis().fit(model, x_train, 100 + 3 * y_train).score(model, x_test)
+    column = Mahalanobis().fit(model, x_train, y_train[:, None]).score(model, x_test)
     np.testing.assert_allclose(one_hot, baseline, rtol=1e-9)
-    np.testing.assert_allclose(shifted, baseline, rtol=1e-9)
+    np.testing.assert_allclose(column, baseline, rtol=1e-9)
+    for bad in (100 + 3 * y_train, np.where(y_train == 0, -1, y_train)):
+        with pytest.raises(ValueError, match=r"Mahalanobis.fit: `y` holds the label (103|-1)"):
+            Mahalanobis().fit(model, x_train, bad)
 
 
 # -------------------------------------------------------------------- KNN
@@ -557,15 +560,88 @@ def test_vim_on_softmax_dense_equals_linear(variants, data):
     np.testing.assert_allclose(softmax, linear, rtol=1e-5, atol=1e-4)
 
 
-def test_vim_needs_a_dense_last_layer(variants, data):
+def test_vim_reads_the_dense_head_through_a_softmax_layer(variants, data):
+    # The classification head is the Dense layer before the Softmax layer.
+    scores = ViM().fit(variants["softmax_layer"], data[0]).score(variants["softmax_layer"], data[0])
+    assert np.all(np.isfinite(scores))
+
+
+def test_vim_needs_a_dense_classification_head(data):
+    inputs = keras.Input((data[0].shape[1],))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    # The logits come from an arithmetic op, not from a Dense layer.
+    model = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(hidden) * 2.0)
     with pytest.raises(ValueError, match="Dense"):
-        ViM().fit(variants["softmax_layer"], data[0])
+        ViM().fit(model, data[0])
 
 
 @pytest.mark.parametrize("principal_dim", [PENULTIMATE, PENULTIMATE + 3])
 def test_vim_principal_dim_at_least_feature_dim_raises(principal_dim, model, data):
     with pytest.raises(ValueError, match="principal_dim"):
         ViM(principal_dim=principal_dim).fit(model, data[0])
+
+
+def linear_bottleneck_model(seed=0):
+    """4 inputs -> 16 linear features -> 3 logits, random weights and biases.
+
+    The features `A x + c` span a 4-dimensional affine subspace, so centred
+    at ViM's origin `u` they have rank 5 of 16: the 11 smallest directions
+    hold only float32 rounding.
+    """
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((4,))
+    features = keras.layers.Dense(16, name="features")(inputs)
+    outputs = keras.layers.Dense(3, name="classifier")(features)
+    model = keras.Model(inputs, outputs, name="bottleneck")
+    for layer in model.layers[1:]:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in (kernel, bias)])
+    return model, rng.normal(size=(200, 4)).astype("float32")
+
+
+@pytest.mark.parametrize("principal_dim", [None, 8, 5])
+def test_vim_refuses_a_residual_of_rounding_noise(principal_dim):
+    model, x = linear_bottleneck_model()
+    kernel, bias = model.layers[-1].get_weights()
+    features = predict(layer_output(model, model.get_layer("features")), x)
+    # What fitting on it would give: alpha blown up by 1 / rounding noise.
+    naive_alpha, _ = vim_reference(kernel, bias, features, features, principal_dim or 8)
+    assert naive_alpha > 1e4
+    scorer = ViM(principal_dim=principal_dim)
+    expected = rf"dimension 16.*rank 5 <= `principal_dim`={principal_dim or 8}"
+    with pytest.raises(ValueError, match=expected):
+        scorer.fit(model, x)
+    # Refused before anything was fitted: it cannot be used to score.
+    with pytest.raises(ValueError, match="must be fitted"):
+        scorer.score(model, x)
+
+
+def test_vim_below_the_feature_rank_fits_the_reference_alpha():
+    model, x = linear_bottleneck_model()
+    kernel, bias = model.layers[-1].get_weights()
+    features = predict(layer_output(model, model.get_layer("features")), x)
+    expected_alpha, expected = vim_reference(kernel, bias, features, features, 4)
+    scorer = ViM(principal_dim=4).fit(model, x)
+    # One real residual direction: alpha is of the order of the logits.
+    assert 1e-2 < scorer.alpha < 1e2
+    np.testing.assert_allclose(scorer.alpha, expected_alpha, rtol=1e-4)
+    np.testing.assert_allclose(scorer.score(model, x), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_vim_on_the_trained_mlp_refuses_only_the_dead_units_residual(model, data):
+    x_train = data[0]
+    features = sequential_features(model, None, x_train)
+    dead = int(np.sum(features.max(axis=0) == 0))
+    # Two penultimate ReLU units never fire: centred at the origin u, the
+    # features have rank 15 of 16 (the dead coordinates only hold -u).
+    assert dead == 2, dead
+    with pytest.raises(ValueError, match=r"rank 15 <= `principal_dim`=15"):
+        ViM(principal_dim=15).fit(model, x_train)
+    # One step down, the residual holds a real (small) direction.
+    kernel, bias = model.layers[-1].get_weights()
+    expected_alpha, _ = vim_reference(kernel, bias, features, features, 14)
+    scorer = ViM(principal_dim=14).fit(model, x_train)
+    np.testing.assert_allclose(scorer.alpha, expected_alpha, rtol=1e-4)
 
 
 # ------------------------------------------------------------------ ReAct
@@ -783,7 +859,8 @@ def test_model_output_must_be_batch_by_classes(which, make, bad_output_models):
     x = np.random.default_rng(0).uniform(size=(12,) + input_shape).astype("float32")
     y = np.arange(12) % 2
     scorer = make()
-    with pytest.raises(ValueError, match=r"\(batch, num_classes\)"):
+    # A single uncompiled linear unit: a logit or a regression value? Refused.
+    with pytest.raises(ValueError, match=r"\(batch, num_classes\)|outputs one column"):
         if isinstance(scorer, FeatureScorer):
             scorer.fit(bad_model, x, y)
         else:

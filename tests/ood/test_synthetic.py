@@ -76,6 +76,30 @@ def test_backend_tensor_input_matches_numpy_input(digits):
         np.testing.assert_array_equal(from_tensor[kind], from_numpy[kind])
 
 
+def test_device_tensors_of_any_dtype_and_variables_are_copied_to_the_host(digits):
+    # On a GPU numpy cannot read a backend tensor; `synthetic_ood_sets` must
+    # copy it with keras.ops.convert_to_numpy. Under the PyTorch leg of
+    # scripts/test.sh the simulated device (../shared/tools/simulated-device)
+    # makes any direct numpy read from library code fail here as CUDA would.
+    pixels = digits[:64].astype(np.uint8)
+    expected = synthetic_ood_sets(pixels, seed=7, value_range=(0, 16))
+    inputs = {
+        "uint8 tensor": keras.ops.convert_to_tensor(pixels),
+        "int32 tensor": keras.ops.convert_to_tensor(pixels.astype(np.int32)),
+        "float32 variable": keras.Variable(pixels.astype(np.float32), trainable=False),
+    }
+    for name, x in inputs.items():
+        sets = synthetic_ood_sets(x, seed=7, value_range=(0, 16))
+        assert tuple(sets) == SYNTHETIC_KINDS, name
+        for kind in SYNTHETIC_KINDS:
+            assert isinstance(sets[kind], np.ndarray), (name, kind)
+            assert sets[kind].dtype == np.float32, (name, kind)
+            np.testing.assert_array_equal(sets[kind], expected[kind], err_msg=f"{name}, {kind}")
+    # A bool tensor is still refused as not real-valued (after the copy).
+    with pytest.raises(ValueError, match=r"`x` must hold real numbers.*bool"):
+        synthetic_ood_sets(keras.ops.convert_to_tensor(pixels > 8), value_range=(0, 1))
+
+
 def test_input_is_not_modified(digits):
     x = digits[:100].copy()
     synthetic_ood_sets(x, seed=0, severity=5)

@@ -1,9 +1,11 @@
 """Loss combination of the recipes that mix clean and adversarial halves."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
 
+from keras_reliability.models import read_model
 from keras_reliability.training import MixedFGSMTraining
 from keras_reliability.training import TRADESTraining
 
@@ -20,7 +22,10 @@ def test_trades_adds_beta_times_the_kl_of_clean_to_adversarial_predictions(outpu
     softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)  # noqa: E731
     p, q = softmax(clean_logits), softmax(adversarial_logits)
     recipe = TRADESTraining(epsilon=0.1, input_range=(0, 1), beta=3.0)
-    recipe.outputs_probabilities = outputs_probabilities
+    # The callback hands the recipe the model's reading.
+    head = keras.layers.Dense(4, activation="softmax" if outputs_probabilities else None)
+    model = keras.Sequential([keras.Input((2,)), head])
+    recipe.outputs_reading = read_model(model)
     clean = p if outputs_probabilities else clean_logits
     adversarial = q if outputs_probabilities else adversarial_logits
     loss = recipe.combine_losses(

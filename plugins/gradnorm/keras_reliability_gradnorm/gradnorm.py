@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras_reliability.arguments import check_number
 from keras_reliability.ood import OODScorer
-from keras_reliability.ood.features import output_layer
+from keras_reliability.models import classification_head
 from keras_reliability.ood.scorer import register_scorer
 from keras_reliability.ood.scorer import softmax
 
@@ -44,7 +44,7 @@ class GradNorm(OODScorer):
         self.temperature = check_number(temperature, "temperature", positive=True, owner="GradNorm")
 
     def score_outputs(self, outputs):
-        last = output_layer(outputs.extractor.model)
+        last = classification_head(outputs.extractor.model, "GradNorm")
         if not isinstance(last, keras.layers.Dense):
             raise ValueError(
                 "GradNorm reads the kernel gradient of the model's last Dense layer; "

@@ -1,0 +1,118 @@
+"""Walking a model's graph: its layers, inputs, outputs and the operation behind a tensor."""
+
+import keras
+import numpy as np
+
+
+def check_model(model, owner):
+    """Raises a ValueError naming `model` unless it is a `keras.Model`."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"{owner}: `model` must be a keras.Model; received {type(model).__name__} "
+            f"{_short_repr(model)}."
+        )
+    return model
+
+
+def model_layers(model, owner):
+    """The layers of `model`, without its `InputLayer`s."""
+    check_model(model, owner)
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def symbolic_graph(model):
+    """`(inputs, outputs)` lists of a functional or Sequential model, or None.
+
+    None for a model without a symbolic graph (a subclassed model, or a
+    Sequential model that was never given its input shape).
+    """
+    try:
+        inputs = model.inputs
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    return list(inputs), list(outputs)
+
+
+def producer(tensor):
+    """`(operation, node)` that produced a symbolic tensor, or `(None, None)`."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None, None
+    operation, node_index, _ = history
+    nodes = getattr(operation, "_inbound_nodes", None) or []
+    if node_index >= len(nodes):
+        return operation, None
+    return operation, nodes[node_index]
+
+
+def node_inputs(node):
+    """The symbolic input tensors of a graph node, flattened."""
+    return list(node.input_tensors) if node is not None else []
+
+
+def check_single_input(model, owner):
+    """Raises unless `model` takes one input (when its inputs are known)."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # subclassed: unknown until called
+        return
+    if inputs and len(inputs) != 1:
+        raise ValueError(
+            f"{owner}: the model must have one input; model {model.name!r} has "
+            f"{len(inputs)} inputs ({', '.join(repr(t.name) for t in inputs)})."
+        )
+
+
+def resolve_layer(model, layer, owner):
+    """The layer of `model` named (str) or indexed (int) by `layer`.
+
+    Indices count the layers without the `InputLayer`, so an index picks the
+    same layer in a Sequential model and its functional twin. None is
+    returned for None (the default feature, see `outputs.read_outputs`).
+    """
+    if layer is None:
+        return None
+    layers = model_layers(model, owner)
+    if isinstance(layer, str):
+        for candidate in layers:
+            if candidate.name == layer:
+                return candidate
+        names = ", ".join(repr(candidate.name) for candidate in layers)
+        raise ValueError(
+            f"{owner}: `feature_layer` {layer!r} is not a layer of model "
+            f"{model.name!r}. Its layers: {names}."
+        )
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -len(layers) <= layer < len(layers):
+            raise ValueError(
+                f"{owner}: `feature_layer` index {layer} is out of range for "
+                f"model {model.name!r}, which has {len(layers)} layers."
+            )
+        return layers[layer]
+    raise ValueError(
+        f"{owner}: `feature_layer` must be a layer name, an index or None; received {layer!r}."
+    )
+
+
+def layer_input(layer):
+    """The single symbolic input of a layer in its model, or None."""
+    try:
+        return layer.input
+    except (AttributeError, ValueError):
+        return None
+
+
+def layer_output(layer):
+    """The single symbolic output of a layer in its model, or a unique sentinel."""
+    try:
+        return layer.output
+    except (AttributeError, ValueError):
+        return object()
+
+
+def _short_repr(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
