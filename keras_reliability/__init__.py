@@ -10,9 +10,11 @@ from keras_reliability import attacks
 from keras_reliability import metrics
 from keras_reliability import calibration
 from keras_reliability import callbacks
+from keras_reliability import data
 from keras_reliability import distributed
 from keras_reliability import plotting
 from keras_reliability import layers
+from keras_reliability import models
 from keras_reliability import ood
 from keras_reliability import report
 from keras_reliability import training

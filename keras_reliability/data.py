@@ -317,6 +317,8 @@ def check_input_shapes(model, x, argument, owner):
     if not inputs:
         return
     leaves = keras.tree.flatten(x)
+    if any(not hasattr(leaf, "shape") for leaf in leaves):
+        return  # a dataset or generator: its batches are checked as they come
     if len(leaves) != len(inputs):
         raise ValueError(
             f"{owner}: model {model.name!r} takes {len(inputs)} input(s) but "
@@ -358,11 +360,6 @@ def input_arrays(data, argument, max_samples, owner):
         x, y = data[0], (data[1] if len(data) > 1 else None)
     elif _is_array(data):
         x, y = data, None
-    elif isinstance(data, list):
-        raise ValueError(
-            f"{owner}: `{argument}` must be an array, a tuple (x, y) or an iterable of "
-            f"batches; received a list of {len(data)} items (pass a tuple or an array)."
-        )
     elif data is not None and hasattr(data, "__iter__") and not isinstance(data, (str, dict)):
         if _is_infinite(data) and max_samples is None:
             raise ValueError(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs keras-reliability with every backend into .venv, then runs the
-# whole test suite once per Keras backend (TensorFlow, JAX, PyTorch) on CPU.
+# test suite once per Keras backend (TensorFlow, JAX, PyTorch) on CPU; the
+# backend-independent tests run on one leg only (see tests/conftest.py).
 # Prints one combined "total: N passed, N failed, N skipped" line and exits
 # non-zero if any test failed or if no test ran.
 set -euo pipefail
@@ -37,12 +38,47 @@ else
   echo "Chromium is not installed: the browser tests of the report will skip."
 fi
 
+# Backend-independent tests (BACKEND_INDEPENDENT in tests/conftest.py: numpy,
+# plotting, HTML, registry... code that never reaches a backend tensor) give
+# the same result on every backend, so they run on one leg only: PyTorch's
+# when it runs (a guard there fails any of them that makes a PyTorch call),
+# else the first backend listed. The other legs deselect them.
+once=""
+for backend in $BACKENDS; do
+  if [ -z "$once" ] || [ "$backend" = torch ]; then
+    once="$backend"
+  fi
+done
+
+# The PyTorch leg runs on a simulated device (../shared/tools/simulated-device,
+# see its README): library code that reads a torch tensor with numpy, which
+# works on a CPU but fails on a GPU, fails there as it would on a GPU.
+simulated_device="$(cd .. && pwd)/shared/tools/simulated-device"
+if [ ! -f "$simulated_device/sitecustomize.py" ]; then
+  echo "The simulated device ($simulated_device) is absent: the PyTorch leg runs without the device check."
+  simulated_device=""
+fi
+
 reports="$(mktemp -d)"
 status=0
 for backend in $BACKENDS; do
-  echo "=== KERAS_BACKEND=$backend"
-  KERAS_BACKEND="$backend" TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest -q \
+  leg=(env KERAS_BACKEND="$backend" TF_CPP_MIN_LOG_LEVEL=3)
+  notes=""
+  if [ "$backend" = "$once" ]; then
+    leg+=(KERAS_RELIABILITY_SKIP_BACKEND_INDEPENDENT=0)
+    notes+=", with the backend-independent tests"
+  else
+    leg+=(KERAS_RELIABILITY_SKIP_BACKEND_INDEPENDENT=1)
+  fi
+  if [ "$backend" = torch ] && [ -n "$simulated_device" ]; then
+    leg+=(KR_SIMULATE_DEVICE=1 PYTHONPATH="$simulated_device${PYTHONPATH:+:$PYTHONPATH}")
+    notes+=", on the simulated device"
+  fi
+  echo "=== KERAS_BACKEND=$backend$notes"
+  start=$SECONDS
+  "${leg[@]}" .venv/bin/python -m pytest -q \
     --junitxml="$reports/$backend.xml" "$@" || status=1
+  echo "=== KERAS_BACKEND=$backend took $((SECONDS - start)) s"
 done
 .venv/bin/python scripts/summarize_junit.py "$reports"/*.xml || status=1
 exit "$status"

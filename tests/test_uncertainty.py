@@ -340,13 +340,9 @@ def test_softmax_model_outputs_used_as_they_are():
         with _no_deterministic_warning():
             result = predict_with_uncertainty(model, x, num_samples=2, from_logits=from_logits)
         np.testing.assert_allclose(result.samples, expected, rtol=1e-5, atol=1e-7)
-    # from_logits=True is honoured even on a softmax model: softmax of the
-    # probabilities.
-    with _no_deterministic_warning():
-        forced = predict_with_uncertainty(model, x, num_samples=2, from_logits=True)
-    np.testing.assert_allclose(
-        forced.samples, np.broadcast_to(_softmax(probabilities)[:, None], (9, 2, 4)), rtol=1e-5
-    )
+    # from_logits=True contradicts the model's softmax: refused, not applied.
+    with pytest.raises(ValueError, match=r"`from_logits=True`.*probabilities \(softmax\)"):
+        predict_with_uncertainty(model, x, num_samples=2, from_logits=True)
 
 
 def test_sigmoid_column_becomes_two_classes():
@@ -506,7 +502,7 @@ def test_two_output_model_raises():
         inputs,
         [keras.layers.Dense(3, activation="softmax")(inputs), keras.layers.Dense(2)(inputs)],
     )
-    with pytest.raises(ValueError, match="one output"):
+    with pytest.raises(ValueError, match=r"has 2 outputs .*; pass `output=`"):
         predict_with_uncertainty(model, _x(4), num_samples=2)
 
 

@@ -18,6 +18,8 @@ from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
+from keras_reliability.backend import keep_variables
+from keras_reliability.data import check_input_shapes
 from keras_reliability.models import check_single_input
 from keras_reliability.models import class_labels
 from keras_reliability.models import feature_extractor
@@ -117,15 +119,20 @@ class Attack:
             A float32 numpy array shaped like `x`, inside `input_range`.
 
         Raises:
-            ValueError: for integer inputs, mismatched labels, a model with
-                several inputs or outputs, or outputs that are not class scores.
+            ValueError: for integer inputs, inputs whose shape does not fit
+                the model, mismatched labels, a model with several inputs or
+                outputs, or outputs that are not class scores.
         """
         owner = type(self).__name__
         check_single_input(model, owner)
         x = _float_inputs(x, owner)
+        # Before any forward pass: on JAX a call on inputs of the wrong shape
+        # can leave the model's variables empty.
+        check_input_shapes(model, x, "x", owner)
         lo, hi = self._range(x)
         extractor = feature_extractor(model, (), owner)
-        labels = self._labels(extractor, x, y)
+        with keep_variables(model):  # JAX: an interrupted predict empties them
+            labels = self._labels(extractor, x, y)
         self._extractor = extractor
         self._checked_gradient = False
         progress = keras.utils.Progbar(len(x), verbose=verbose, unit_name="example")

@@ -7,6 +7,7 @@ below, which dispatch on `keras.backend.backend()`; an unknown backend falls
 back to `keras.ops`.
 """
 
+import contextlib
 import importlib
 
 import keras
@@ -129,6 +130,25 @@ def recover_train_state(model, args):
     module = _native_module()
     if module is not None and hasattr(module, "recover_train_state"):
         module.recover_train_state(model, args)
+
+
+def keep_variables(model):
+    """A context manager that keeps `model` usable when Keras' JAX trainer fails.
+
+    Keras' JAX `predict`, `evaluate` and `fit` empty the model's variables
+    (None) while they run and fill them again only after steps that
+    returned: an error in the first step (inputs of the wrong shape from a
+    dataset, a KeyboardInterrupt while compiling) left `'NoneType' object
+    is not callable` behind. On an exception inside the block, the variables
+    it emptied get back their values from before the block, or from the
+    state of the last step that ran. A no-op on the other backends.
+
+    Example: `with backend.keep_variables(model): model.predict(dataset)`.
+    """
+    module = _native_module()
+    if module is not None and hasattr(module, "keep_variables"):
+        return module.keep_variables(model)
+    return contextlib.nullcontext()
 
 
 def is_end_of_data(error):

@@ -1,5 +1,7 @@
 """JAX implementations for keras_reliability.backend."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -72,26 +74,49 @@ def adversarial_train_step(model, logits_model, train_step, transform, seed):
     return step
 
 
+def _variable_groups(model):
+    # In the order of Keras' JAX trainer state (`_get_jax_state`).
+    optimizer = getattr(model, "optimizer", None)
+    return [
+        ("trainable_variables", model.trainable_variables),
+        ("non_trainable_variables", model.non_trainable_variables),
+        ("optimizer_variables", list(optimizer.variables) if optimizer is not None else []),
+        ("metrics_variables", model.metrics_variables),
+    ]
+
+
+def _refill(variables, values):
+    """Assigns `values` to the variables that Keras' trainer emptied (None)."""
+    if values is None or len(values) != len(variables):
+        return
+    for variable, value in zip(variables, values):
+        if getattr(variable, "_value", 0) is not None:
+            continue  # not emptied by the trainer
+        if not isinstance(value, jax.Array) or value.is_deleted():
+            continue  # donated to a step that ran: lost
+        variable.assign(value)
+
+
 def recover_train_state(model, args):
     if not args or not isinstance(args[0], (tuple, list)) or len(args[0]) != 4:
         return
-    trainable, non_trainable, optimizer_variables, metrics_variables = args[0]
-    optimizer = getattr(model, "optimizer", None)
-    groups = [
-        (model.trainable_variables, trainable),
-        (model.non_trainable_variables, non_trainable),
-        (optimizer.variables if optimizer is not None else [], optimizer_variables),
-        (model.metrics_variables, metrics_variables),
-    ]
-    for variables, values in groups:
-        if values is None or len(values) != len(variables):
-            continue
-        for variable, value in zip(variables, values):
-            if getattr(variable, "_value", 0) is not None:
-                continue  # not emptied by the trainer
-            if not isinstance(value, jax.Array) or value.is_deleted():
-                continue  # donated to a step that ran: lost
-            variable.assign(value)
+    for (_, variables), values in zip(_variable_groups(model), args[0]):
+        _refill(variables, values)
+
+
+@contextlib.contextmanager
+def keep_variables(model):
+    groups = _variable_groups(model)
+    # References, not copies: valid until a compiled step consumes them.
+    saved = [[getattr(v, "_value", None) for v in variables] for _, variables in groups]
+    try:
+        yield
+    except BaseException:
+        state = getattr(model, "_jax_state", None) or {}
+        for (name, variables), values in zip(groups, saved):
+            _refill(variables, values)
+            _refill(variables, state.get(name))  # the last step's state
+        raise
 
 
 def free_adversarial_train_step(model, recipe, seed):

@@ -11,6 +11,24 @@ from keras_reliability.arguments import check_number
 from keras_reliability.calibration.calibrator import softmax_nll
 
 
+def _check_num_classes(layer, shape, argument, num_classes):
+    """Raises a ValueError naming `argument` when its last axis is not `num_classes`.
+
+    The parameters have one entry per class, fixed when the layer is built
+    (by its first `fit` or call); other class counts would fail inside the
+    backend with a broadcasting or matmul error. An unknown (symbolic) size
+    is left to the backend.
+    """
+    columns = shape[-1] if len(shape) else None
+    if columns is not None and columns != num_classes:
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r} has parameters for "
+            f"{num_classes} classes, but `{argument}` has {columns} columns "
+            f"(shape {tuple(shape)}). Use a new calibrator for another number "
+            "of classes."
+        )
+
+
 def _preconditioner(penalty_curvature):
     """Per-parameter scale that evens out the curvature an L2 penalty adds.
 
@@ -60,12 +78,14 @@ class VectorScaling(Calibrator):
         )
 
     def _scale(self, logits):
+        _check_num_classes(self, logits.shape, "inputs", self.scale.shape[0])
         return logits * ops.cast(self.scale, logits.dtype) + ops.cast(
             self.bias, logits.dtype
         )
 
     def _fit_logits(self, logits, labels, weights):
         num_classes = logits.shape[1]
+        _check_num_classes(self, logits.shape, "y_pred", self.scale.shape[0])
 
         def loss_and_gradient(parameters):
             scale, bias = parameters[:num_classes], parameters[num_classes:]
@@ -140,12 +160,14 @@ class MatrixScaling(Calibrator):
         )
 
     def _scale(self, logits):
+        _check_num_classes(self, logits.shape, "inputs", self.kernel.shape[0])
         return ops.matmul(logits, ops.cast(self.kernel, logits.dtype)) + ops.cast(
             self.bias, logits.dtype
         )
 
     def _fit_logits(self, logits, labels, weights):
         num_classes = logits.shape[1]
+        _check_num_classes(self, logits.shape, "y_pred", self.kernel.shape[0])
         size = num_classes * num_classes
         off_diagonal = 1.0 - np.eye(num_classes)
         num_off_diagonal = max(num_classes * (num_classes - 1), 1)

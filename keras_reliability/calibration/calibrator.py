@@ -142,6 +142,7 @@ class Calibrator(keras.layers.Layer):
                 model, NaN outputs, or invalid labels.
         """
         owner = f"{cls.__name__}.calibrate"
+        declared = from_logits
         reading = read_model(model, from_logits=from_logits, owner=owner)
         reading.require_class_scores()
         if x is None:
@@ -154,7 +155,7 @@ class Calibrator(keras.layers.Layer):
             raise ValueError(f"{owner}: model {model.name!r} returned NaN or infinite outputs.")
         reading.resolve(outputs)
         outputs, from_logits = reading.metric_inputs(outputs)
-        if reading.outputs_probabilities:
+        if reading.outputs_probabilities and declared is None:
             warnings.warn(
                 f"{owner}: the model outputs probabilities; calibrating their "
                 "logarithms. Calibrating the logits before the softmax is more accurate.",

@@ -13,6 +13,7 @@ import numpy as np
 _ARMIJO = 1e-4
 _MIN_STEP = 1e-20
 _STALL_WINDOW = 10
+_EPS = np.finfo(np.float64).eps
 
 
 def minimize(
@@ -22,7 +23,7 @@ def minimize(
     scale=None,
     max_iterations=2000,
     tolerance=1e-8,
-    memory=10,
+    memory=100,
     name="calibrator",
 ):
     """Minimises a smooth function with L-BFGS and a backtracking line search.
@@ -96,9 +97,10 @@ def _minimize_scaled(loss_and_gradient, x0, max_iterations, tolerance, memory):
                 # No decrease even for a tiny step: at the optimum up to
                 # floating-point resolution.
                 return x, loss, gradient, iteration, True
+        step_taken = candidate - x
         change = new_gradient - gradient
-        if (candidate - x) @ change > 1e-12:
-            steps.append(candidate - x)
+        if _curvature_is_reliable(step_taken, change, gradient):
+            steps.append(step_taken)
             changes.append(change)
             if len(steps) > memory:
                 steps.pop(0)
@@ -106,6 +108,20 @@ def _minimize_scaled(loss_and_gradient, x0, max_iterations, tolerance, memory):
         recent_losses = (recent_losses + [loss])[-_STALL_WINDOW:]
         x, loss, gradient = candidate, new_loss, new_gradient
     return x, loss, gradient, iteration, False
+
+
+def _curvature_is_reliable(step, change, gradient):
+    """True when the pair `(step, change)` has measurable positive curvature.
+
+    The curvature `step @ change` is compared with the directional
+    derivative along the step, as L-BFGS-B does: both shrink together as the
+    iterates approach the optimum, so the test means the same at every
+    scale. (An absolute threshold, 1e-12 before, rejects every pair once the
+    steps and gradient changes are small, and the search then crawls with a
+    frozen memory.) The absolute value also rejects the pairs of steps so
+    short that rounding gave them an ascent slope.
+    """
+    return step @ change > _EPS * abs(gradient @ step)
 
 
 def _stalled(recent_losses, loss):

@@ -20,10 +20,6 @@ from keras_reliability.models import class_labels
 from keras_reliability.models import feature_extractor
 
 _OWNER = "AdversarialTrainingCallback"
-# Model attributes the callback replaces: `train_step` and `compute_loss`
-# only while its train function runs, `make_train_function` from
-# `on_train_begin` until `restore` (see `restore`).
-_PATCHED = ("train_step", "compute_loss", "make_train_function")
 
 
 @keras.saving.register_keras_serializable(package="keras_reliability")
@@ -34,9 +30,17 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
     batch is first perturbed by the chosen recipe, with input gradients taken
     at the weights of that step, then the original step runs (loss, optimizer,
     metrics, distribution strategy as compiled). It works on the TensorFlow,
-    JAX and PyTorch backends. The model is restored at `on_train_end`, and
-    also by the next `fit` if a fit raised or was interrupted, so a model
-    never stays patched.
+    JAX and PyTorch backends. The wrapped step (and, for `"mix"` and
+    `"trades"`, the split loss) is set on the model only while its train
+    function runs, so an exception or KeyboardInterrupt inside a step
+    leaves no attribute of the callback on the model; on JAX the weights
+    that the failed step had taken from the variables are put back. Keras
+    calls no hook when another callback raises: then one instance
+    attribute, `make_train_function`, remains (and `train_function` is the
+    adversarial function) until the model's next `fit` or `train_on_batch`
+    removes both before training (`compile` drops the function).
+    `evaluate`, `predict`, saving and `compute_loss` read neither. The
+    model is restored at `on_train_end`.
 
     Recipes (registry kind `"training_recipe"`): `"fgsm"`, `"mix"`
     (Goodfellow et al.'s `0.5 * clean + 0.5 * FGSM` loss), `"fgsm_rs"` (Wong
@@ -182,7 +186,8 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             check_input_shapes(model, x, "eval_data", _OWNER)
             check_finite_inputs(x, "eval_data", _OWNER)
             # Checks the model against the data, and reads its kind.
-            probe = extractor.predict(x[:8])
+            with backend.keep_variables(model):
+                probe = extractor.predict(x[:8])
             self._eval_labels = class_labels(
                 y, len(x), probe.logits.shape[1], name="eval_data labels", owner=_OWNER
             )
@@ -199,7 +204,9 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             values = {key: float("nan") for key in self.log_keys}
         else:
             try:
-                values = self.evaluate()
+                # JAX: an interrupted predict would leave the variables empty.
+                with backend.keep_variables(self.model):
+                    values = self.evaluate()
             except Exception as error:  # a diagnostic never ends a fit
                 warnings.warn(
                     f"{_OWNER}: epoch {epoch + 1}: the robustness evaluation failed "
@@ -241,8 +248,10 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             step = backend.adversarial_train_step(
                 model, logits_model, original_train_step, recipe.transform, self.seed
             )
-        # Attributes that exist only while the adversarial train function
-        # runs (and while it is built: JAX captures `train_step` then).
+        # Set on the model only while the adversarial train function runs
+        # (and while it is built: JAX captures `train_step` then); from
+        # `on_train_begin` to `restore` the model holds the adversarial
+        # `train_function` and an instance `make_train_function` only.
         patches = {"train_step": step}
 
         if recipe.concatenates:
@@ -291,12 +300,13 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
                     restore(model)
                 raise
 
-        def make_train_function(self, force=False):
+        def make_train_function(trained_model, force=False):
             # Only a later `fit` or `train_on_batch` calls it (`fit` builds
-            # its function before `on_train_begin`): that one after a fit
-            # interrupted by another callback trains normally again.
-            restore(self)
-            return self.make_train_function(force=force)
+            # its function before `on_train_begin`): after a fit that
+            # another callback interrupted, the model trains normally again.
+            # (Bound to the model, so that a copy restores itself.)
+            restore(trained_model)
+            return trained_model.make_train_function(force=force)
 
         make_train_function._keras_reliability_adversarial = {
             "owner": self,

@@ -35,6 +35,11 @@ def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
             do not sum to 1, probabilities passed as logits, labels that are
             not integers or out of range, or invalid weights.
     """
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise ValueError(
+            f"`from_logits` must be True or False; received {from_logits!r}."
+        )
+    from_logits = bool(from_logits)
     y_pred = _as_float_tensor(y_pred, "y_pred")
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)
@@ -71,14 +76,50 @@ def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
 
 
 def _as_float_tensor(x, name):
+    """`x` as a float32 tensor, refusing what is not an array of real numbers.
+
+    Backend tensors are checked by their dtype only (no copy to the host);
+    anything else goes through numpy first, so that strings, objects, ragged
+    lists, complex or boolean values and floats beyond the float32 range
+    are refused with the argument named, instead of failing inside the
+    backend or being cast silently (complex to real, 1e39 to inf).
+    """
     if x is None:
         raise ValueError(f"`{name}` is required; received None.")
-    try:
-        return ops.convert_to_tensor(x, dtype="float32")
-    except (TypeError, ValueError) as error:
+    if ops.is_tensor(x):
+        kind = np.dtype(_numpy_dtype_name(x.dtype)).kind
+        dtype = x.dtype
+    else:
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"`{name}` must be an array of numbers; could not read it "
+                f"({type(error).__name__}: {error})."
+            ) from None
+        kind, dtype = x.dtype.kind, x.dtype
+    if kind not in "fiu":
         raise ValueError(
-            f"`{name}` must be numeric; could not convert it ({error})."
-        ) from None
+            f"`{name}` must hold real numbers (floats or integers); received "
+            f"dtype {dtype}."
+        )
+    if not ops.is_tensor(x) and kind == "f" and x.size:
+        finite = x[np.isfinite(x)]
+        if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
+            raise ValueError(
+                f"`{name}` holds values beyond the float32 range (largest "
+                f"|value| {np.abs(finite).max():.4g}); metrics read predictions "
+                "as float32."
+            )
+    return ops.convert_to_tensor(x, dtype="float32")
+
+
+def _numpy_dtype_name(dtype):
+    """A backend dtype as a numpy dtype name ("float32", "bool", "complex64"...)."""
+    from keras import backend
+
+    name = backend.standardize_dtype(dtype)
+    return "float32" if name == "bfloat16" else name
 
 
 def _check_finite(x, name):
@@ -130,4 +171,10 @@ def _check_probabilities(y_pred):
 
 def _weights(sample_weight, num_examples):
     weights = check_sample_weight(sample_weight, num_examples)
+    # Every weighted metric is a ratio (sum w * x / sum w), so the weights
+    # are rescaled to a maximum of 1 before the float32 cast: weights of
+    # 1e-45 (a float32 subnormal, flushed to 0 on TensorFlow's CPU threads)
+    # or 1e-50 would otherwise sum to 0 and give NaN, and weights above the
+    # float32 range inf / inf.
+    weights = weights / weights.max()
     return ops.convert_to_tensor(weights.astype(np.float32))

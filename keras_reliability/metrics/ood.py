@@ -417,7 +417,8 @@ def ood_roc_curve(scores_in, scores_out, *, drop_intermediate=True):
         curve is the chance diagonal, with a `UserWarning`.
 
     Raises:
-        ValueError: as in `ood_auroc`.
+        ValueError: as in `ood_auroc`, or if `drop_intermediate` is not a
+            bool.
 
     Example:
 
@@ -425,6 +426,11 @@ def ood_roc_curve(scores_in, scores_out, *, drop_intermediate=True):
     >>> fpr.tolist(), tpr.tolist()
     ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     """
+    if not isinstance(drop_intermediate, (bool, np.bool_)):
+        raise ValueError(
+            "`drop_intermediate` must be True or False; received "
+            f"{drop_intermediate!r}."
+        )
     counts = _score_counts(scores_in, scores_out)
     if counts.is_constant:
         _warn_constant(counts, "the ROC curve is only the chance diagonal")

@@ -294,7 +294,13 @@ def _validated_inputs(scores, outcomes, sample_weight):
 def _as_float_vector(values, name):
     if values is None:
         raise ValueError(f"`{name}` is required; received None.")
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as error:  # ragged lists
+        raise ValueError(
+            f"`{name}` must be a 1-D array of numbers; could not read it "
+            f"({type(error).__name__}: {error})."
+        ) from None
     if array.dtype != bool and not (
         np.issubdtype(array.dtype, np.integer)
         or np.issubdtype(array.dtype, np.floating)

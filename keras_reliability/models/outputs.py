@@ -214,9 +214,7 @@ class ModelReading:
             elif declared is False:
                 self.kind = PROBABILITIES
             else:
-                self.kind = {PROBABILITIES: PROBABILITIES, LOG_PROBABILITIES: LOG_PROBABILITIES}.get(
-                    looks_like, LOGITS
-                )
+                self.kind = looks_like
         self._check_values(values, looks_like, tolerance)
         return self
 

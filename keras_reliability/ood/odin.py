@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.data import check_finite_inputs
+from keras_reliability.data import check_input_shapes
 from keras_reliability.models import feature_extractor
 from keras_reliability.ood.scorer import OODScorer
 from keras_reliability.ood.scorer import register_scorer
@@ -53,10 +55,7 @@ class ODIN(OODScorer):
         batch_size = (
             check_positive_int(batch_size, "batch_size", allow_none=True) or self.batch_size
         )
-        x = np.asarray(x)
-        if len(x) == 0:
-            raise ValueError("ODIN: `x` is empty.")
-        x = x.astype(np.float32)
+        x = _check_inputs(model, x)
         if self.epsilon > 0:
             # Checks the outputs (class scores, softmax inside the model or not).
             extractor.predict(x[:batch_size], batch_size=batch_size)
@@ -85,3 +84,33 @@ class ODIN(OODScorer):
             "epsilon": self.epsilon,
             "batch_size": self.batch_size,
         }
+
+
+def _check_inputs(model, x):
+    """`x` as float32 inputs of `model`, refused (naming `x`) before any pass.
+
+    ODIN perturbs one input array, so `x` must be a non-empty array of real
+    numbers shaped like the model's input; a forward pass on anything else
+    fails inside Keras (and on JAX can leave the model unusable).
+    """
+    if x is None or isinstance(x, (str, bytes, dict)):
+        raise ValueError(
+            f"ODIN: `x` must be an array of inputs; received {type(x).__name__}."
+        )
+    try:
+        x = np.asarray(ops.convert_to_numpy(x))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"ODIN: `x` must be an array of inputs; could not read it "
+            f"({type(error).__name__}: {error})."
+        ) from None
+    if x.dtype.kind not in "fiu":
+        raise ValueError(
+            f"ODIN: `x` must hold real numbers (floats or integers); received dtype {x.dtype}."
+        )
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"ODIN: `x` must be a non-empty batch; received shape {x.shape}.")
+    check_input_shapes(model, x, "x", "ODIN")
+    check_finite_inputs(x, "x", "ODIN")
+    return x.astype(np.float32)
+

@@ -11,6 +11,8 @@ need their own passes (input gradients, Monte-Carlo sampling) override
 import keras
 import numpy as np
 
+from keras_reliability.backend import keep_variables
+from keras_reliability.data import check_input_shapes
 from keras_reliability.models import feature_extractor
 from keras_reliability.models import class_labels
 from keras_reliability.models import feature_key
@@ -83,8 +85,20 @@ class OODScorer:
 
     def extract(self, model, x, batch_size=None):
         """The `ModelOutputs` this scorer needs, from one forward pass."""
-        extractor = feature_extractor(model, self.feature_layers(), type(self).__name__)
-        return extractor.predict(x, batch_size=batch_size)
+        owner = type(self).__name__
+        # Before any forward pass: on JAX a call on inputs of the wrong shape
+        # can leave the model's variables empty. (Datasets are not checked.)
+        leaves = keras.tree.flatten(x)
+        if leaves and all(
+            hasattr(leaf, "shape") and hasattr(leaf, "dtype") and not hasattr(leaf, "element_spec")
+            for leaf in leaves
+        ):
+            check_input_shapes(model, x, "x", owner)
+        extractor = feature_extractor(model, self.feature_layers(), owner)
+        # A dataset of the wrong shape fails inside Keras' JAX predict, which
+        # then leaves the variables empty.
+        with keep_variables(model):
+            return extractor.predict(x, batch_size=batch_size)
 
     def fit_outputs(self, outputs, labels=None):
         """Fits the scorer on `ModelOutputs` of training data; returns self."""

@@ -8,6 +8,8 @@ loops and background threads.
 """
 
 import io
+import math
+import numbers
 import os
 
 from keras_reliability import files
@@ -49,7 +51,12 @@ def new_figure(figsize, what="Plotting"):
 
     Returns:
         A `matplotlib.figure.Figure` using constrained layout.
+
+    Raises:
+        ValueError: If `figsize` is not two finite positive numbers (None
+            takes matplotlib's default size).
     """
+    check_figsize(figsize)
     Figure, FigureCanvasAgg = import_matplotlib(what)
     figure = Figure(figsize=figsize, layout="constrained")
     # Attaching the canvas explicitly makes `savefig` and `draw` work without
@@ -58,13 +65,40 @@ def new_figure(figsize, what="Plotting"):
     return figure
 
 
+def check_figsize(figsize, name="figsize"):
+    """Raises a ValueError naming `name` unless it is None or two sizes > 0."""
+    if figsize is None:
+        return
+    valid = (
+        isinstance(figsize, (tuple, list))
+        and len(figsize) == 2
+        and all(
+            isinstance(size, numbers.Real)
+            and not isinstance(size, bool)
+            and math.isfinite(size)
+            and size > 0
+            for size in figsize
+        )
+    )
+    if not valid:
+        raise ValueError(
+            f"`{name}` must be a pair (width, height) of positive, finite sizes "
+            f"in inches; received {name}={figsize!r}."
+        )
+
+
 def _check_figure_and_dpi(figure, dpi):
     if not hasattr(figure, "savefig"):
         raise TypeError(
             "Expected `figure` to be a `matplotlib.figure.Figure`. "
             f"Received: figure={figure!r} (of type {type(figure).__name__})"
         )
-    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0:
+    if (
+        isinstance(dpi, bool)
+        or not isinstance(dpi, (int, float))
+        or not math.isfinite(dpi)
+        or dpi <= 0
+    ):
         raise ValueError(
             f"Expected `dpi` to be a positive number. Received: dpi={dpi!r}"
         )
@@ -135,8 +169,22 @@ def save_figure(figure, filepath, dpi=100):
     'reliability.png'
     """
     _check_figure_and_dpi(figure, dpi)
+    if isinstance(filepath, bytes) or not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(
+            "`filepath` must be a path (a str or os.PathLike); received "
+            f"filepath={filepath!r} (of type {type(filepath).__name__})."
+        )
     filepath = os.fspath(filepath)
+    if not filepath:
+        raise ValueError("`filepath` is empty; pass the path of the file to write.")
     extension = os.path.splitext(filepath)[1][1:].lower()
+    supported = figure.canvas.get_supported_filetypes()
+    if extension and extension not in supported:
+        raise ValueError(
+            f"`filepath` has the extension {extension!r}, which is not a format "
+            f"matplotlib writes ({', '.join(sorted(supported))}). Received: "
+            f"filepath={filepath!r}"
+        )
     buffer = io.BytesIO()
     figure.savefig(buffer, format=extension or None, dpi=dpi)
     try:

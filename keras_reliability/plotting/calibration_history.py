@@ -1,6 +1,7 @@
 """Calibration metrics over the course of training."""
 
 from keras_reliability.plotting import _matplotlib
+from keras_reliability.plotting._history import check_keys
 from keras_reliability.plotting._history import finite_points
 from keras_reliability.plotting._history import history_dict
 
@@ -48,7 +49,7 @@ def calibration_history(history, keys=None, *, title=None, figsize=(6, 4)):
 
     ax = figure.subplots()
     for key in keys:
-        epochs, values = finite_points(history[key])
+        epochs, values = finite_points(history[key], key)
         ax.plot(epochs, values, marker="o", markersize=4, label=key, gid=key)
 
     # Epochs are whole numbers; avoid ticks such as 2.5.
@@ -75,9 +76,7 @@ def _resolve_keys(history, keys):
             )
         return keys
 
-    if isinstance(keys, str):
-        keys = [keys]
-    keys = list(keys)
+    keys = check_keys(keys)
     if not keys:
         raise ValueError(
             "Expected `keys` to name at least one metric. "

@@ -3,6 +3,7 @@
 import math
 
 from keras_reliability.plotting import _matplotlib
+from keras_reliability.plotting._history import check_keys
 from keras_reliability.plotting._history import finite_points
 from keras_reliability.plotting._history import history_dict
 
@@ -41,7 +42,7 @@ def metric_history(history, keys=None, *, columns=3, title=None, panel_size=(3.2
     >>> metric_history(history, ["val_ece", "val_nll", "val_brier"]).savefig("metrics.png")
     """
     history = history_dict(history)
-    keys = list(history) if keys is None else list(keys)
+    keys = list(history) if keys is None else check_keys(keys)
     if not keys:
         raise ValueError(
             f"`keys` must name at least one metric; received {keys!r}. "
@@ -56,6 +57,9 @@ def metric_history(history, keys=None, *, columns=3, title=None, panel_size=(3.2
     if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
         raise ValueError(f"`columns` must be a positive int; received {columns!r}.")
 
+    _matplotlib.check_figsize(panel_size, "panel_size")
+    if panel_size is None:
+        raise ValueError("`panel_size` must be a pair (width, height) in inches; received None.")
     columns = min(columns, len(keys))
     rows = math.ceil(len(keys) / columns)
     width, height = panel_size
@@ -66,7 +70,7 @@ def metric_history(history, keys=None, *, columns=3, title=None, panel_size=(3.2
 
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, key in zip(axes, keys):
-        epochs, values = finite_points(history[key])
+        epochs, values = finite_points(history[key], key)
         if len(values):
             ax.plot(epochs, values, marker="o", markersize=3, gid=key)
         else:

@@ -61,8 +61,15 @@ def _check_curves(accuracies):
     for name, curve in accuracies.items():
         if not curve:
             raise ValueError(f"`accuracies[{name!r}]` is empty.")
-        epsilons = np.asarray(sorted(curve), dtype=np.float64)
-        values = np.asarray([curve[e] for e in sorted(curve)], dtype=np.float64)
+        try:
+            order = sorted(curve)
+            epsilons = np.asarray(order, dtype=np.float64)
+            values = np.asarray([curve[e] for e in order], dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"`accuracies[{name!r}]` must map numeric budgets to numeric accuracies; "
+                f"received {dict(curve)!r} ({type(error).__name__}: {error})."
+            ) from None
         if np.any(epsilons < 0) or np.any(~np.isfinite(epsilons)):
             raise ValueError(f"`accuracies[{name!r}]` has an invalid epsilon: {sorted(curve)}.")
         if np.any((values < 0) | (values > 1)) or np.any(~np.isfinite(values)):

@@ -61,6 +61,11 @@ def uncertainty_bands(
     num_classes = result.mean.shape[-1]
     if class_names is None:
         class_names = [str(k) for k in range(num_classes)]
+    elif isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
+        raise TypeError(
+            f"`class_names` must be a sequence of {num_classes} names; received "
+            f"class_names={class_names!r}."
+        )
     elif len(class_names) != num_classes:
         raise ValueError(
             f"`class_names` must have {num_classes} entries (one per class); "

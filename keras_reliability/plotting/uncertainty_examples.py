@@ -1,5 +1,8 @@
 """A grid of examples, each input beside its Monte-Carlo probabilities."""
 
+import math
+import numbers
+
 import numpy as np
 
 from keras_reliability.plotting import _matplotlib
@@ -56,9 +59,23 @@ def uncertainty_examples(
     >>> order = np.argsort(result.predictive_entropy)
     >>> uncertainty_examples(result, [order[0], order[-1]], inputs=x_test).savefig("examples.png")
     """
-    indices = [int(index) for index in np.atleast_1d(indices)]
-    if not indices:
-        raise ValueError("`indices` must name at least one example; received none.")
+    from keras_reliability.uncertainty import PredictiveUncertainty
+
+    if not isinstance(result, PredictiveUncertainty):
+        raise TypeError(
+            "`result` must be a PredictiveUncertainty (from predict_with_uncertainty); "
+            f"received {type(result).__name__}."
+        )
+    indices = _check_indices(indices, len(result))
+    if (
+        isinstance(row_height, bool)
+        or not isinstance(row_height, numbers.Real)
+        or not math.isfinite(row_height)
+        or row_height <= 0
+    ):
+        raise ValueError(
+            f"`row_height` must be a positive number of inches; received {row_height!r}."
+        )
     images = None if inputs is None else _images(inputs, len(result), image_shape)
 
     columns = 1 if images is None else 2
@@ -95,15 +112,61 @@ def looks_like_images(example_shape):
     return len(example_shape) == 2 or (len(example_shape) == 3 and example_shape[-1] in (1, 3))
 
 
+def _check_indices(indices, count):
+    """`indices` as a list of ints in [-count, count), or an error naming it."""
+    if isinstance(indices, (str, bytes)) or indices is None:
+        raise TypeError(
+            f"`indices` must be ints naming examples of `result`; received {indices!r}."
+        )
+    values = np.atleast_1d(np.asarray(indices, dtype=object)).ravel().tolist()
+    if not values:
+        raise ValueError("`indices` must name at least one example; received none.")
+    for index in values:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(
+                f"`indices` must hold ints; received {index!r} (of type "
+                f"{type(index).__name__}) in indices={indices!r}."
+            )
+        if not -count <= index < count:
+            raise IndexError(
+                f"`indices` names an example `result` does not have: `index` must be "
+                f"an int in [0, {count}); received {index!r}."
+            )
+    return [int(index) for index in values]
+
+
 def _images(inputs, count, image_shape):
-    inputs = np.asarray(inputs)
+    try:
+        inputs = np.asarray(inputs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"`inputs` must be an array of inputs; could not read it ({error})."
+        ) from None
+    if inputs.ndim == 0 or inputs.dtype.kind not in "fiub":
+        raise ValueError(
+            "`inputs` must be an array of numeric inputs, one per example; received "
+            f"shape {inputs.shape} and dtype {inputs.dtype}."
+        )
     if len(inputs) != count:
         raise ValueError(
             f"`inputs` must hold one input per example of `result` ({count}); "
             f"received {len(inputs)}."
         )
     if image_shape is not None:
-        image_shape = tuple(image_shape)
+        valid = (
+            isinstance(image_shape, (tuple, list))
+            and 2 <= len(image_shape) <= 3
+            and all(
+                isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0
+                for size in image_shape
+            )
+        )
+        if not valid:
+            raise ValueError(
+                "`image_shape` must be a shape (H, W) or (H, W, C) of positive ints; "
+                f"received image_shape={image_shape!r}."
+            )
+        image_shape = tuple(int(size) for size in image_shape)
         if int(np.prod(image_shape)) != int(np.prod(inputs.shape[1:])):
             raise ValueError(
                 f"Inputs of shape {inputs.shape[1:]} cannot be viewed as "

@@ -459,7 +459,9 @@ def test_missing_labels_raise(model, x, attack):
 def test_labels_out_of_range_raise(model, x, y, bad):
     labels = y.astype("float32").copy()
     labels[3] = bad
-    with pytest.raises(ValueError, match=r"`y`.*\[0, 10\)"):
+    with pytest.raises(
+        ValueError, match=r"`y` (holds the label .*, outside \[0, 9\]|must hold integer class labels)"
+    ):
         FGSM(0.1, input_range=RANGE).generate(model, x, labels)
 
 

@@ -2,7 +2,6 @@
 
 import csv
 import math
-import os
 
 import keras
 import numpy as np
@@ -238,7 +237,9 @@ def test_callback_incompatible_inputs_fail_before_the_first_epoch(digits):
     model = make_model()
     recorder = EpochRecorder()
     wrong_inputs = np.zeros((20, 7), "float32")
-    with pytest.raises(ValueError, match="cannot run on `validation_data`"):
+    with pytest.raises(
+        ValueError, match=r"`validation_data` has examples of shape \(7,\), but model .* expects"
+    ):
         model.fit(
             x, y, epochs=3, verbose=0,
             callbacks=[

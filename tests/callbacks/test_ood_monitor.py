@@ -584,18 +584,14 @@ def test_in_data_not_matching_the_model_input_fails_before_the_first_epoch(digit
     fit_expecting_error(
         make_model(image=True), as_images(x), y,
         OODMonitorCallback(x_in, ood_data=x_ood),
-        re.escape(
-            "`in_data` has examples of shape (64,), but the model expects inputs "
-            "of shape (8, 8, 1)"
-        ),
+        r"`in_data` has examples of shape \(64,\), but model .* expects inputs "
+        r"of shape \(8, 8, 1\)",
     )
     fit_expecting_error(
         make_model(), x, y,
         OODMonitorCallback(x_in[:, :60], ood_data=x_ood[:, :60]),
-        re.escape(
-            "`in_data` has examples of shape (60,), but the model expects inputs "
-            "of shape (64,)"
-        ),
+        r"`in_data` has examples of shape \(60,\), but model .* expects inputs "
+        r"of shape \(64,\)",
     )
 
 
@@ -619,7 +615,7 @@ def test_model_without_class_scores_fails_before_the_first_epoch(digits):
     fit_expecting_error(
         single, x, y.astype("float32"),
         OODMonitorCallback(x_in, ood_data=x_ood),
-        r"num_classes >= 2.*outputs shape \(\d+, 1\)",
+        r"regression values, not class scores \(it is compiled with the regression loss 'mse'\)",
     )
     sequence = keras.Sequential(
         [keras.Input((64,)), keras.layers.Reshape((8, 8)), keras.layers.Dense(NUM_CLASSES)]
@@ -628,7 +624,7 @@ def test_model_without_class_scores_fails_before_the_first_epoch(digits):
     fit_expecting_error(
         sequence, x, np.zeros((len(x), 8, NUM_CLASSES), "float32"),
         OODMonitorCallback(x_in, ood_data=x_ood),
-        r"class scores of shape \(batch, num_classes\).*outputs shape \(\d+, 8, 5\)",
+        r"not class scores \(its output has shape \(None, 8, 5\)\)",
     )
 
 

@@ -390,6 +390,54 @@ def test_initial_scale_at_or_below_floor_raises(value):
         bayesianize(_sequential(), initial_scale=value)
 
 
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("seed", "abc"),
+        ("seed", -1),
+        ("seed", 1.5),
+        ("seed", True),
+        ("kl_weight", -1),
+        ("initial_scale", 0),
+        ("method", None),
+        ("method", "Flipout"),
+        ("kernel_prior", "normal"),
+        ("layers", 5),
+        ("layers", []),
+    ],
+)
+def test_bad_argument_error_names_argument_and_value(argument, value):
+    with pytest.raises(ValueError) as info:
+        bayesianize(_sequential(), **{argument: value})
+    message = str(info.value)
+    assert f"`{argument}`" in message
+    assert repr(value) in message
+    assert "subclassed" not in message  # not mistaken for a model Keras cannot clone
+
+
+def test_model_none_raises_naming_model_and_value():
+    with pytest.raises(ValueError, match=r"`model` must be a keras.Model; received None"):
+        bayesianize(None)
+
+
+def test_layer_type_instead_of_name_raises_with_hint():
+    with pytest.raises(ValueError) as info:
+        bayesianize(_sequential(), layers="dense")
+    message = str(info.value)
+    assert "`layers` names 'dense'" in message
+    assert "not layer types" in message and "layers=None" in message
+    # A name that is not a type gets no hint, but the list of layers.
+    with pytest.raises(ValueError) as info:
+        bayesianize(_sequential(), layers=["hiden"])
+    assert "not layer types" not in str(info.value)
+    assert "['bn', 'drop', 'hidden', 'out']" in str(info.value)
+
+
+def test_non_layer_item_in_layers_raises():
+    with pytest.raises(ValueError, match=r"`layers` must hold layer names or layers; it holds 3"):
+        bayesianize(_sequential(), layers=["out", 3])
+
+
 def test_model_without_dense_or_conv_raises():
     model = keras.Sequential(
         [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dropout(0.1)]

@@ -1,6 +1,5 @@
 """OOD detection on real data: MNIST digits (in) against notMNIST letters (out)."""
 
-import keras
 import numpy as np
 import pytest
 

@@ -467,7 +467,7 @@ def test_mahalanobis_accepts_one_hot_and_refuses_labels_that_are_not_classes(mod
     np.testing.assert_allclose(one_hot, baseline, rtol=1e-9)
     np.testing.assert_allclose(column, baseline, rtol=1e-9)
     for bad in (100 + 3 * y_train, np.where(y_train == 0, -1, y_train)):
-        with pytest.raises(ValueError, match=r"Mahalanobis.fit: `y` holds the label (103|-1)"):
+        with pytest.raises(ValueError, match=r"Mahalanobis.fit: `y` holds the label (1\d\d|-1), outside"):
             Mahalanobis().fit(model, x_train, bad)
 
 

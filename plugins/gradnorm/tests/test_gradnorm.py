@@ -88,10 +88,22 @@ def test_works_by_name_in_the_ood_monitor_callback():
     assert expected > 0.5
 
 
-def test_refuses_a_model_without_a_final_dense_layer():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Softmax()])
+def test_reads_the_dense_head_through_a_softmax_layer():
+    inputs = keras.Input((6,))
+    logits = keras.layers.Dense(4)(inputs)
+    plain = keras.Model(inputs, logits)
+    with_softmax = keras.Model(inputs, keras.layers.Softmax()(logits))
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+    np.testing.assert_allclose(
+        gradnorm.GradNorm().score(with_softmax, x), gradnorm.GradNorm().score(plain, x), rtol=1e-6
+    )
+
+
+def test_refuses_a_model_whose_logits_no_dense_layer_computes():
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(4)(inputs) * 2.0)
     x = np.zeros((3, 6), "float32")
-    with pytest.raises(ValueError, match="last Dense layer.*Softmax"):
+    with pytest.raises(ValueError, match="Dense"):
         gradnorm.GradNorm().score(model, x)
 
 
