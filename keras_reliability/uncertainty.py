@@ -59,9 +59,13 @@ class PredictiveUncertainty:
         self.mean = samples.mean(axis=1)
         self.predictive_entropy = _entropy(self.mean)
         self.aleatoric = _entropy(samples).mean(axis=1)
-        # Exactly 0 where all samples agree, and clipped at 0 elsewhere: the
-        # difference of two rounded entropies can be off by 1e-16 either way.
-        agree = np.all(samples == samples[:, :1], axis=(1, 2))
+        # Exactly 0 where all samples agree (to float32 rounding: the stacked
+        # copies of a row can round differently in a large matmul), and
+        # clipped at 0 elsewhere: the difference of two rounded entropies can
+        # be off by 1e-16 either way.
+        agree = np.all(
+            np.abs(samples - samples[:, :1]) <= _SAME_OUTPUT_TOLERANCE, axis=(1, 2)
+        )
         self.epistemic = np.where(
             agree, 0.0, np.maximum(self.predictive_entropy - self.aleatoric, 0.0)
         )

@@ -4,6 +4,17 @@ Vector and matrix scaling minimise a smooth convex loss (multinomial NLL of
 an affine map of the logits, plus an L2 penalty) with at most K * (K + 1)
 parameters. Solving it to a gradient tolerance on the host in float64 gives
 the exact optimum without adding SciPy as a dependency.
+
+These problems can be badly conditioned even without a penalty: for
+unregularised matrix scaling on DenseNet-40 CIFAR-10 validation logits the
+Hessian's non-zero eigenvalues span 3e-5 to 17 (condition number 5.5e5; a
+few barely determined off-diagonal directions below a well-conditioned
+bulk). With 10 curvature pairs L-BFGS converges only linearly there and
+needs about 2700 iterations (SciPy's L-BFGS-B with 10 pairs: 2763), more
+than `max_iterations`; with 100 pairs it captures nearly all of the
+curvature of a 10-class fit and converges in about 450 (loss within 2e-12
+relative of the optimum, max |gradient| 4e-8 there, below 1e-8 ten
+iterations later).
 """
 
 import warnings
@@ -38,7 +49,9 @@ def minimize(
         max_iterations: maximum number of iterations.
         tolerance: stop once the largest (scaled) gradient entry is below
             this.
-        memory: number of curvature pairs kept.
+        memory: number of curvature pairs kept. 100 covers the 110
+            parameters of a 10-class matrix scaling; each pair costs two
+            vectors and four dot products or updates per iteration.
         name: who is fitting, for the non-convergence warning.
 
     Returns:

@@ -15,7 +15,9 @@ from keras_reliability.models.labels import class_labels
 _SUM_TOLERANCE = 1e-3
 
 
-def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
+def classification_inputs(
+    y_true, y_pred, *, from_logits, sample_weight=None, return_weight_scale=False
+):
     """Checks and normalises `(y_true, y_pred, sample_weight)`.
 
     Args:
@@ -24,11 +26,17 @@ def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
             binary classifier with one sigmoid output.
         from_logits: whether `y_pred` holds logits.
         sample_weight: optional non-negative weights `(N,)`.
+        return_weight_scale: also return the power of two the weights were
+            divided by (see `_weights`), for callers that report weighted
+            counts.
 
     Returns:
         `(labels, y_pred, weights)`: labels as an int32 tensor `(N,)`, `y_pred`
         as a float32 tensor `(N, K)` with `K >= 2` (a single sigmoid column is
-        expanded to two classes), weights as a float32 tensor `(N,)` or None.
+        expanded to two classes), weights as a float32 tensor `(N,)` (rescaled
+        by a power of two, see `_weights`) or None; with
+        `return_weight_scale=True`, the scale (a float, 1.0 without weights)
+        as a fourth entry.
 
     Raises:
         ValueError: on empty or mis-shaped data, NaN/inf, probabilities that
@@ -69,9 +77,11 @@ def classification_inputs(y_true, y_pred, *, from_logits, sample_weight=None):
     labels = ops.convert_to_tensor(
         class_labels(y_true, num_examples, num_classes, name="y_true")
     )
-    weights = None
+    weights, scale = None, 1.0
     if sample_weight is not None:
-        weights = _weights(sample_weight, num_examples)
+        weights, scale = _weights(sample_weight, num_examples)
+    if return_weight_scale:
+        return labels, y_pred, weights, scale
     return labels, y_pred, weights
 
 
@@ -170,11 +180,18 @@ def _check_probabilities(y_pred):
 
 
 def _weights(sample_weight, num_examples):
+    """Float32 weights rescaled by a power of two, and that power.
+
+    Every weighted metric is a ratio (sum w * x / sum w), so the weights are
+    divided by `2**e`, putting their maximum in [0.5, 1), before the float32
+    cast: weights of 1e-45 (a float32 subnormal, flushed to zero on
+    TensorFlow's CPU threads) or 1e-50 would otherwise sum to 0 and give NaN,
+    and weights beyond the float32 range inf / inf. A power of two changes
+    no significant bit, so weights that float32 holds stay exact; callers
+    that report weighted counts multiply them by the returned scale.
+    """
     weights = check_sample_weight(sample_weight, num_examples)
-    # Every weighted metric is a ratio (sum w * x / sum w), so the weights
-    # are rescaled to a maximum of 1 before the float32 cast: weights of
-    # 1e-45 (a float32 subnormal, flushed to 0 on TensorFlow's CPU threads)
-    # or 1e-50 would otherwise sum to 0 and give NaN, and weights above the
-    # float32 range inf / inf.
-    weights = weights / weights.max()
-    return ops.convert_to_tensor(weights.astype(np.float32))
+    _, exponent = np.frexp(weights.max())
+    scale = float(np.ldexp(1.0, int(exponent)))
+    weights = np.ldexp(weights, -int(exponent))
+    return ops.convert_to_tensor(weights.astype(np.float32)), scale

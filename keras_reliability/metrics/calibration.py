@@ -51,8 +51,12 @@ def _top_label_statistics(
     """Validates inputs and returns `(statistics, edges)` as numpy arrays."""
     num_bins = check_num_bins(num_bins)
     _check_binning(binning_name)
-    labels, y_pred, weights = classification_inputs(
-        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    labels, y_pred, weights, weight_scale = classification_inputs(
+        y_true,
+        y_pred,
+        from_logits=from_logits,
+        sample_weight=sample_weight,
+        return_weight_scale=True,
     )
     confidence, predicted = bin_ops.top_label(y_pred, from_logits)
     correct = ops.equal(ops.cast(predicted, "int32"), labels)
@@ -66,7 +70,10 @@ def _top_label_statistics(
         edges = _quantile_edges(
             ops.convert_to_numpy(confidence), ops.convert_to_numpy(index), num_bins
         )
-    return _sum_per_bin(index, confidence, correct, weights, num_bins), edges
+    # Weighted counts in the caller's units (the weights were rescaled by a
+    # power of two, which this multiplication undoes exactly).
+    statistics = _sum_per_bin(index, confidence, correct, weights, num_bins)
+    return statistics * weight_scale, edges
 
 
 def _sum_per_bin(index, confidence, correct, weights, num_bins):
@@ -514,9 +521,17 @@ def smooth_ece(
         - Błasiok & Nakkiran, "Smooth ECE: Principled Reliability Diagrams
           via Kernel Smoothing", ICLR 2024.
     """
-    labels, y_pred, weights = classification_inputs(
-        y_true, y_pred, from_logits=from_logits, sample_weight=sample_weight
+    labels, y_pred, weights, weight_scale = classification_inputs(
+        y_true,
+        y_pred,
+        from_logits=from_logits,
+        sample_weight=sample_weight,
+        return_weight_scale=True,
     )
+    if weights is not None:
+        # smECE's density floor is per example of weight 1, so the weights
+        # go in with the caller's scale (the rescaling is undone exactly).
+        weights = np.asarray(ops.convert_to_numpy(weights), np.float64) * weight_scale
     confidence, predicted = bin_ops.top_label(y_pred, from_logits)
     correct = ops.convert_to_numpy(ops.equal(ops.cast(predicted, "int32"), labels))
     return float(
@@ -524,6 +539,6 @@ def smooth_ece(
             np.clip(ops.convert_to_numpy(confidence).astype(np.float64), 0.0, 1.0),
             correct.astype(np.float64),
             bandwidth=bandwidth,
-            sample_weight=None if weights is None else ops.convert_to_numpy(weights),
+            sample_weight=weights,
         )
     )

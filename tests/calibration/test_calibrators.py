@@ -560,9 +560,11 @@ def test_temperature_calibrate_logit_model(digits):
     out = _predict(calibrated, x_val)
     assert out.shape == (len(x_val), 10)
     np.testing.assert_allclose(out, logits / t, rtol=1e-5, atol=1e-5)
-    # The compiled predict loop gives the same outputs.
+    # The compiled predict loop gives the same outputs, to float32 resolution
+    # of logits around 10 (TensorFlow 2.21 fuses the compiled graph's matmul
+    # differently from the eager call: 1.4e-6 apart on one of 7970 values).
     np.testing.assert_allclose(
-        calibrated.predict(x_val, verbose=0), out, rtol=1e-6, atol=1e-6
+        calibrated.predict(x_val, verbose=0), out, rtol=1e-5, atol=1e-5
     )
     # T = 1 is a candidate, so the fitted T cannot raise the val NLL.
     assert _nll(out, y_val) < _nll(logits, y_val)

@@ -87,7 +87,7 @@ def two_inputs():
     return keras.Model([a, b], keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")(h))
 
 
-class _Subclassed(keras.Model):
+class SubclassedClassifier(keras.Model):
     def __init__(self):
         super().__init__()
         self.feat = keras.layers.Dense(8, activation="relu")
@@ -98,7 +98,7 @@ class _Subclassed(keras.Model):
 
 
 def subclassed():
-    model = _Subclassed()
+    model = SubclassedClassifier()
     model(np.zeros((1, NUM_FEATURES), "float32"))
     return model
 
@@ -272,7 +272,8 @@ def run_mahalanobis(name, model):
         features = keras.Model(model.inputs, model.get_layer("logits").input)
     else:
         features = keras.Model(model.inputs, model.get_layer("feat").output)
-    f = np.asarray(features.predict(x, verbose=0), dtype=np.float64).reshape(len(x), -1)
+    f = np.asarray(ops.convert_to_numpy(features(x)), dtype=np.float64)
+    f = f.reshape(len(f), -1)
     labels = y[:, 0]
     means = np.stack([f[labels == c].mean(axis=0) for c in np.unique(labels)])
     centred = f - means[labels]

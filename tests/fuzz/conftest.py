@@ -52,8 +52,10 @@ COLUMNS = ("tried", "clear error", "equal to reference", "invariant held", "fail
 # Keras appends the call's arguments to errors raised inside `Layer.call`
 # ("Arguments received by X.call(): inputs=..."): that text names every
 # argument, so it is cut off before looking for the argument's name.
-_KERAS_ARGUMENTS = re.compile(r"Arguments received by", re.S)
-_KERAS_PREAMBLE = re.compile(r"Exception encountered when calling [\w.]+\(\)\.", re.S)
+_KERAS_ARGUMENTS = re.compile(r"Arguments received by", re.DOTALL)
+_KERAS_PREAMBLE = re.compile(
+    r"Exception encountered when calling [\w.]+\(\)\.", re.DOTALL
+)
 
 
 def own_message(error):
@@ -168,7 +170,9 @@ class Recorder:
                 f"{entry:<{width}} " + " ".join(f"{counts[c]:>18}" for c in COLUMNS)
             )
         lines.append("-" * len(header))
-        lines.append(f"{'total':<{width}} " + " ".join(f"{total[c]:>18}" for c in COLUMNS))
+        lines.append(
+            f"{'total':<{width}} " + " ".join(f"{total[c]:>18}" for c in COLUMNS)
+        )
         return lines
 
 

@@ -18,22 +18,24 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_reliability.calibration import MatrixScaling
-from keras_reliability.calibration import TemperatureScaling
-from keras_reliability.calibration import VectorScaling
+from keras_reliability.calibration import (
+    MatrixScaling,
+    TemperatureScaling,
+    VectorScaling,
+)
 
 PROFILE = settings.get_profile("keras_reliability_fuzz")
 
 
 def budget(examples):
     """`examples` scaled by FUZZ_MAX_EXAMPLES / 30 (see conftest)."""
-    return settings(PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30)))
+    return settings(
+        PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30))
+    )
 
 
 def check_every(fuzz, entry, argument, variants, make_call):
@@ -41,7 +43,7 @@ def check_every(fuzz, entry, argument, variants, make_call):
     failures = []
     for kind, bad in variants.items():
         try:
-            fuzz.clear_error(entry, argument, lambda: make_call(bad))
+            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
         except AssertionError as error:
             failures.append(f"[{argument}: {kind}] {error}")
     assert not failures, "\n".join(failures)
@@ -73,7 +75,12 @@ def nll(z, labels):
 
 def scipy_minimum(objective, start):
     optimize = pytest.importorskip("scipy.optimize")
-    best = optimize.minimize(objective, start, method="L-BFGS-B", options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10})
+    best = optimize.minimize(
+        objective,
+        start,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10},
+    )
     return best.fun
 
 
@@ -95,8 +102,11 @@ def test_temperature_scaling_fit_reaches_reference_minimum(fuzz, data):
     z64 = z.astype(np.float64)
     optimize = pytest.importorskip("scipy.optimize")
     reference = optimize.minimize_scalar(
-        temperature_objective, bounds=(np.log(1e-4), np.log(1e4)), args=(z64, labels),
-        method="bounded", options={"xatol": 1e-12},
+        temperature_objective,
+        bounds=(np.log(1e-4), np.log(1e4)),
+        args=(z64, labels),
+        method="bounded",
+        options={"xatol": 1e-12},
     ).fun
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # optimum at a bound: warned
@@ -137,7 +147,9 @@ def test_vector_scaling_fit_reaches_reference_minimum(fuzz, data, bias_l2):
         scaler = VectorScaling(bias_l2=bias_l2).fit(z, labels)
     scale = keras.ops.convert_to_numpy(scaler.scale).astype(np.float64)
     bias = keras.ops.convert_to_numpy(scaler.bias).astype(np.float64)
-    assert_reaches_minimum(fuzz, "VectorScaling.fit", objective(np.r_[scale, bias]), reference)
+    assert_reaches_minimum(
+        fuzz, "VectorScaling.fit", objective(np.r_[scale, bias]), reference
+    )
     out = keras.ops.convert_to_numpy(scaler(z))
     fuzz.reference("VectorScaling.call", out, z64 * scale + bias, atol=1e-5, rtol=1e-5)
 
@@ -148,7 +160,9 @@ def test_vector_scaling_fit_reaches_reference_minimum(fuzz, data, bias_l2):
     off_diagonal_l2=st.sampled_from([0.0, 0.1, 10.0]),
     bias_l2=st.sampled_from([0.0, 1.0]),
 )
-def test_matrix_scaling_fit_reaches_reference_minimum(fuzz, data, off_diagonal_l2, bias_l2):
+def test_matrix_scaling_fit_reaches_reference_minimum(
+    fuzz, data, off_diagonal_l2, bias_l2
+):
     z, labels = data
     z64, k = z.astype(np.float64), z.shape[1]
     off = 1.0 - np.eye(k)
@@ -161,7 +175,9 @@ def test_matrix_scaling_fit_reaches_reference_minimum(fuzz, data, off_diagonal_l
     reference = scipy_minimum(objective, np.r_[np.eye(k).ravel(), np.zeros(k)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        scaler = MatrixScaling(off_diagonal_l2=off_diagonal_l2, bias_l2=bias_l2).fit(z, labels)
+        scaler = MatrixScaling(off_diagonal_l2=off_diagonal_l2, bias_l2=bias_l2).fit(
+            z, labels
+        )
     kernel = keras.ops.convert_to_numpy(scaler.kernel).astype(np.float64)
     bias = keras.ops.convert_to_numpy(scaler.bias).astype(np.float64)
     assert_reaches_minimum(
@@ -229,10 +245,21 @@ def test_fit_invalid_inputs_raise_clear_error(fuzz, name):
     make = CALIBRATORS[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        check_every(fuzz, f"{name}.fit", "y_pred", bad_predictions(), lambda bad: make().fit(bad, Y))
-        check_every(fuzz, f"{name}.fit", "y_true", bad_labels(), lambda bad: make().fit(Z, bad))
         check_every(
-            fuzz, f"{name}.fit", "sample_weight", bad_weights(),
+            fuzz,
+            f"{name}.fit",
+            "y_pred",
+            bad_predictions(),
+            lambda bad: make().fit(bad, Y),
+        )
+        check_every(
+            fuzz, f"{name}.fit", "y_true", bad_labels(), lambda bad: make().fit(Z, bad)
+        )
+        check_every(
+            fuzz,
+            f"{name}.fit",
+            "sample_weight",
+            bad_weights(),
             lambda bad: make().fit(Z, Y, sample_weight=bad),
         )
 
@@ -247,9 +274,16 @@ def test_fit_invalid_inputs_raise_clear_error(fuzz, name):
 @pytest.mark.parametrize("name", sorted(CALIBRATORS))
 def test_fit_unreadable_predictions_raise_clear_error(fuzz, name):
     check_every(
-        fuzz, f"{name}.fit", "y_pred",
-        {"None": None, "str": "abc", "str array": np.full((12, 3), "a"),
-         "dict": {"z": Z}, "ragged": [[1.0, 2.0], [1.0]]},
+        fuzz,
+        f"{name}.fit",
+        "y_pred",
+        {
+            "None": None,
+            "str": "abc",
+            "str array": np.full((12, 3), "a"),
+            "dict": {"z": Z},
+            "ragged": [[1.0, 2.0], [1.0]],
+        },
         lambda bad: CALIBRATORS[name]().fit(bad, Y),
     )
 
@@ -263,14 +297,17 @@ def test_other_number_of_classes_raises_clear_error(fuzz, name):
         np.exp(log_softmax(Z.astype(np.float64))).astype(np.float32), Y
     )
     fuzz.clear_error(
-        f"{name}.call", "inputs", lambda: probabilities(np.full((5, 4), 0.25, np.float32))
+        f"{name}.call",
+        "inputs",
+        lambda: probabilities(np.full((5, 4), 0.25, np.float32)),
     )
     fuzz.clear_error(
         f"{name}.fit", "y_pred", lambda: scaler.fit(four, np.arange(5) % 4)
     )
     # Still usable with the classes it was fitted on.
     fuzz.invariant(
-        f"{name}.call", keras.ops.convert_to_numpy(scaler(Z)).shape == Z.shape,
+        f"{name}.call",
+        keras.ops.convert_to_numpy(scaler(Z)).shape == Z.shape,
         "the calibrator no longer works after the refused call",
     )
 
@@ -286,24 +323,60 @@ def test_other_number_of_classes_raises_clear_error(fuzz, name):
 def test_call_unreadable_inputs_raise_clear_error(fuzz, name):
     scaler = CALIBRATORS[name]().fit(Z, Y)
     check_every(
-        fuzz, f"{name}.call", "inputs",
+        fuzz,
+        f"{name}.call",
+        "inputs",
         {"None": None, "str array": np.full((2, 3), "a")},
         lambda bad: scaler(bad),
     )
 
 
 def test_constructor_arguments_raise_clear_error(fuzz):
-    numbers = {"negative": -1.0, "str": "1", "None": None, "NaN": np.nan, "inf": np.inf,
-               "bool": True, "list": [1.0]}
-    check_every(fuzz, "TemperatureScaling", "temperature", numbers | {"0": 0.0},
-                lambda bad: TemperatureScaling(temperature=bad))
-    check_every(fuzz, "VectorScaling", "bias_l2", numbers, lambda bad: VectorScaling(bias_l2=bad))
-    check_every(fuzz, "MatrixScaling", "bias_l2", numbers, lambda bad: MatrixScaling(bias_l2=bad))
-    check_every(fuzz, "MatrixScaling", "off_diagonal_l2", numbers,
-                lambda bad: MatrixScaling(off_diagonal_l2=bad))
+    numbers = {
+        "negative": -1.0,
+        "str": "1",
+        "None": None,
+        "NaN": np.nan,
+        "inf": np.inf,
+        "bool": True,
+        "list": [1.0],
+    }
+    check_every(
+        fuzz,
+        "TemperatureScaling",
+        "temperature",
+        numbers | {"0": 0.0},
+        lambda bad: TemperatureScaling(temperature=bad),
+    )
+    check_every(
+        fuzz,
+        "VectorScaling",
+        "bias_l2",
+        numbers,
+        lambda bad: VectorScaling(bias_l2=bad),
+    )
+    check_every(
+        fuzz,
+        "MatrixScaling",
+        "bias_l2",
+        numbers,
+        lambda bad: MatrixScaling(bias_l2=bad),
+    )
+    check_every(
+        fuzz,
+        "MatrixScaling",
+        "off_diagonal_l2",
+        numbers,
+        lambda bad: MatrixScaling(off_diagonal_l2=bad),
+    )
     for name, make in CALIBRATORS.items():
-        check_every(fuzz, name, "from_logits", {"str": "yes", "None": None, "int": 1},
-                    lambda bad: make(from_logits=bad))
+        check_every(
+            fuzz,
+            name,
+            "from_logits",
+            {"str": "yes", "None": None, "int": 1},
+            lambda bad, make=make: make(from_logits=bad),
+        )
 
 
 # calibrate(model, x, y) ------------------------------------------------------------
@@ -325,22 +398,41 @@ def test_calibrate_equals_fit_on_the_outputs(fuzz, small_model):
     direct = TemperatureScaling().fit(logits, Y)
     fuzz.reference(
         "TemperatureScaling.calibrate",
-        calibrated.layers[-1].temperature, direct.temperature, atol=0, rtol=1e-9,
+        calibrated.layers[-1].temperature,
+        direct.temperature,
+        atol=0,
+        rtol=1e-9,
     )
 
 
 def test_calibrate_invalid_arguments_raise_clear_error(fuzz, small_model):
-    not_models = {"None": None, "str": "model", "int": 3, "function": lambda x: x,
-                  "layer": keras.layers.Dense(3), "array": np.zeros((2, 3))}
-    check_every(fuzz, "TemperatureScaling.calibrate", "model", not_models,
-                lambda bad: TemperatureScaling.calibrate(bad, X4, Y))
+    not_models = {
+        "None": None,
+        "str": "model",
+        "int": 3,
+        "function": lambda x: x,
+        "layer": keras.layers.Dense(3),
+        "array": np.zeros((2, 3)),
+    }
     check_every(
-        fuzz, "TemperatureScaling.calibrate", "x",
+        fuzz,
+        "TemperatureScaling.calibrate",
+        "model",
+        not_models,
+        lambda bad: TemperatureScaling.calibrate(bad, X4, Y),
+    )
+    check_every(
+        fuzz,
+        "TemperatureScaling.calibrate",
+        "x",
         {"None": None, "wrong width": X4[:, :3], "rank 3": X4[None], "rank 1": X4[0]},
         lambda bad: TemperatureScaling.calibrate(small_model, bad, Y),
     )
     check_every(
-        fuzz, "TemperatureScaling.calibrate", "from_logits", {"str": "yes", "int": 1},
+        fuzz,
+        "TemperatureScaling.calibrate",
+        "from_logits",
+        {"str": "yes", "int": 1},
         lambda bad: TemperatureScaling.calibrate(small_model, X4, Y, from_logits=bad),
     )
 
@@ -353,7 +445,13 @@ def test_calibrate_invalid_arguments_raise_clear_error(fuzz, small_model):
 )
 def test_calibrate_invalid_labels_name_y(fuzz, small_model):
     check_every(
-        fuzz, "TemperatureScaling.calibrate", "y",
-        {"negative": np.where(np.arange(12) == 0, -1, Y), "too short": Y[:3], "None": None},
+        fuzz,
+        "TemperatureScaling.calibrate",
+        "y",
+        {
+            "negative": np.where(np.arange(12) == 0, -1, Y),
+            "too short": Y[:3],
+            "None": None,
+        },
         lambda bad: TemperatureScaling.calibrate(small_model, X4, bad),
     )

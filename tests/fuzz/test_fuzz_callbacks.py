@@ -14,20 +14,23 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_reliability.callbacks import AdversarialTrainingCallback
-from keras_reliability.callbacks import CalibrationCallback
-from keras_reliability.callbacks import OODMonitorCallback
+from keras_reliability.callbacks import (
+    AdversarialTrainingCallback,
+    CalibrationCallback,
+    OODMonitorCallback,
+)
 
 PROFILE = settings.get_profile("keras_reliability_fuzz")
 
 
 def budget(examples):
     """`examples` scaled by FUZZ_MAX_EXAMPLES / 30 (see conftest)."""
-    return settings(PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30)))
+    return settings(
+        PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30))
+    )
 
 
 DIM, NUM_CLASSES = 4, 3
@@ -45,7 +48,10 @@ def model():
     dense = keras.layers.Dense(NUM_CLASSES)
     model = keras.Model(inputs, dense(inputs))
     dense.set_weights([W, B])
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -76,7 +82,11 @@ def check_every(fuzz, entry, argument, variants, make, model, failures):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                fuzz.clear_error(entry, argument, lambda: before_training(lambda: make(bad), model))
+                fuzz.clear_error(
+                    entry,
+                    argument,
+                    lambda bad=bad: before_training(lambda: make(bad), model),
+                )
         except AssertionError as error:
             failures.append(f"[{argument}: {kind}] {error}")
 
@@ -89,7 +99,8 @@ def check_every(fuzz, entry, argument, variants, make, model, failures):
 def test_calibration_callback_logs_reference_numbers(fuzz, model, size, every):
     x, y = X[:size], Y[:size]
     callback = before_training(
-        lambda: CalibrationCallback((x, y), metrics=("nll", "brier"), every=every), model
+        lambda: CalibrationCallback((x, y), metrics=("nll", "brier"), every=every),
+        model,
     )
     logs = {}
     callback.on_epoch_end(every - 1, logs)
@@ -126,9 +137,15 @@ def test_adversarial_training_logs_reference_clean_accuracy(fuzz, model):
     )
     results = callback.evaluate()
     expected = np.mean(np.argmax(logits(X), axis=1) == Y)
-    fuzz.reference("AdversarialTrainingCallback", results["adv_clean_accuracy"], expected, atol=1e-12)
+    fuzz.reference(
+        "AdversarialTrainingCallback",
+        results["adv_clean_accuracy"],
+        expected,
+        atol=1e-12,
+    )
     fuzz.invariant(
-        "AdversarialTrainingCallback", 0.0 <= results["adv_fgsm_accuracy"] <= expected + 1e-12,
+        "AdversarialTrainingCallback",
+        0.0 <= results["adv_fgsm_accuracy"] <= expected + 1e-12,
         f"FGSM accuracy {results['adv_fgsm_accuracy']} above the clean accuracy {expected}",
     )
 
@@ -162,10 +179,20 @@ def test_calibration_callback_invalid_arguments(fuzz, model):
     failures = []
     entry = "CalibrationCallback"
 
-    check_every(fuzz, entry, "validation_data",
-                BAD_DATA | {"list": [X, Y], "negative weights": (X, Y, -np.ones(len(Y))),
-                            "short weights": (X, Y, np.ones(3))},
-                lambda bad: CalibrationCallback(bad), model, failures)
+    check_every(
+        fuzz,
+        entry,
+        "validation_data",
+        BAD_DATA
+        | {
+            "list": [X, Y],
+            "negative weights": (X, Y, -np.ones(len(Y))),
+            "short weights": (X, Y, np.ones(3)),
+        },
+        lambda bad: CalibrationCallback(bad),
+        model,
+        failures,
+    )
     for argument, variants in {
         "num_bins": BAD_INTEGERS | {"None": None},
         "metrics": {"str": "ece", "None": None, "int": [3], "None in": [None]},
@@ -175,10 +202,26 @@ def test_calibration_callback_invalid_arguments(fuzz, model):
         "batch_size": BAD_INTEGERS,
         "from_logits": {"str": "yes", "int": 1},
     }.items():
-        check_every(fuzz, entry, argument, variants,
-                    lambda bad: CalibrationCallback((X, Y), **{argument: bad}), model, failures)
-    check_every(fuzz, entry, "log_dir", {"missing with plot_every": None},
-                lambda bad: CalibrationCallback((X, Y), plot_every=1, log_dir=bad), model, failures)
+        check_every(
+            fuzz,
+            entry,
+            argument,
+            variants,
+            lambda bad, argument=argument: CalibrationCallback(
+                (X, Y), **{argument: bad}
+            ),
+            model,
+            failures,
+        )
+    check_every(
+        fuzz,
+        entry,
+        "log_dir",
+        {"missing with plot_every": None},
+        lambda bad: CalibrationCallback((X, Y), plot_every=1, log_dir=bad),
+        model,
+        failures,
+    )
     assert not failures, "\n".join(failures)
 
 
@@ -189,30 +232,61 @@ def test_calibration_callback_invalid_arguments(fuzz, model):
     "TypeError 'unsupported operand type(s) for +'), and metrics=['nope'] raises the "
     "registry's \"Unknown calibration_metric 'nope'\", which does not name `metrics`",
 )
-@pytest.mark.parametrize("argument, bad", [("prefix", None), ("prefix", 3), ("metrics", ["nope"])])
+@pytest.mark.parametrize(
+    "argument, bad", [("prefix", None), ("prefix", 3), ("metrics", ["nope"])]
+)
 def test_calibration_callback_unchecked_arguments(fuzz, model, argument, bad):
     fuzz.clear_error(
-        "CalibrationCallback", argument,
-        lambda: before_training(lambda: CalibrationCallback((X, Y), **{argument: bad}), model),
+        "CalibrationCallback",
+        argument,
+        lambda: before_training(
+            lambda: CalibrationCallback((X, Y), **{argument: bad}), model
+        ),
     )
 
 
 def test_ood_monitor_invalid_arguments(fuzz, model):
     failures = []
     entry = "OODMonitorCallback"
-    inputs_only = {k: v for k, v in BAD_DATA.items() if "label" not in k and "mismatch" not in k
-                   and "tuple" not in k}
-    check_every(fuzz, entry, "in_data",
-                {k: v for k, v in inputs_only.items() if k != "complex inputs"},
-                lambda bad: OODMonitorCallback(bad, ood_data=X_OOD, scorers=("msp",)), model, failures)
-    check_every(fuzz, entry, "ood_data",
-                {k: v for k, v in inputs_only.items() if k not in ("None", "complex inputs")}
-                | {"empty dict": {}},
-                lambda bad: OODMonitorCallback(X, ood_data=bad, scorers=("msp",)), model, failures)
-    check_every(fuzz, entry, "fit_data",
-                {k: v for k, v in BAD_DATA.items() if "label" not in k and k != "complex inputs"},
-                lambda bad: OODMonitorCallback(X, ood_data=X_OOD, scorers=("mahalanobis",),
-                                               fit_data=bad), model, failures)
+    inputs_only = {
+        k: v
+        for k, v in BAD_DATA.items()
+        if "label" not in k and "mismatch" not in k and "tuple" not in k
+    }
+    check_every(
+        fuzz,
+        entry,
+        "in_data",
+        {k: v for k, v in inputs_only.items() if k != "complex inputs"},
+        lambda bad: OODMonitorCallback(bad, ood_data=X_OOD, scorers=("msp",)),
+        model,
+        failures,
+    )
+    check_every(
+        fuzz,
+        entry,
+        "ood_data",
+        {k: v for k, v in inputs_only.items() if k not in ("None", "complex inputs")}
+        | {"empty dict": {}},
+        lambda bad: OODMonitorCallback(X, ood_data=bad, scorers=("msp",)),
+        model,
+        failures,
+    )
+    check_every(
+        fuzz,
+        entry,
+        "fit_data",
+        {
+            k: v
+            for k, v in BAD_DATA.items()
+            if "label" not in k and k != "complex inputs"
+        },
+        lambda bad: OODMonitorCallback(
+            X, ood_data=X_OOD, scorers=("mahalanobis",), fit_data=bad
+        ),
+        model,
+        failures,
+    )
     for argument, variants in {
         "scorers": {"str": "msp", "None": None, "empty": [], "twice": ["msp", "msp"]},
         "every": BAD_INTEGERS | {"None": None},
@@ -220,8 +294,17 @@ def test_ood_monitor_invalid_arguments(fuzz, model):
         "max_samples": BAD_INTEGERS,
         "batch_size": BAD_INTEGERS,
     }.items():
-        check_every(fuzz, entry, argument, variants,
-                    lambda bad: OODMonitorCallback(X, ood_data=X_OOD, **{argument: bad}), model, failures)
+        check_every(
+            fuzz,
+            entry,
+            argument,
+            variants,
+            lambda bad, argument=argument: OODMonitorCallback(
+                X, ood_data=X_OOD, **{argument: bad}
+            ),
+            model,
+            failures,
+        )
     assert not failures, "\n".join(failures)
 
 
@@ -237,21 +320,29 @@ def test_ood_monitor_invalid_arguments(fuzz, model):
     "[3] or [None] give the registry's \"Unknown ood_scorer 'nope'\" / 'Invalid value "
     "for argument `identifier`' (not `scorers`)",
 )
-@pytest.mark.parametrize("argument, bad", [("synthetic_severity", 0), ("synthetic_severity", "a"),
-                                           ("prefix", None),
-                                           ("in_data", X.astype(np.complex64)),
-                                           ("ood_data", X.astype(np.complex64)),
-                                           ("fit_data", (X.astype(np.complex64), Y)),
-                                           ("fit_data", (X, np.where(FIRST, -1, Y))),
-                                           ("fit_data", (X, np.full(len(Y), "a"))),
-                                           ("scorers", ["nope"]), ("scorers", [3]),
-                                           ("scorers", [None])])
+@pytest.mark.parametrize(
+    "argument, bad",
+    [
+        ("synthetic_severity", 0),
+        ("synthetic_severity", "a"),
+        ("prefix", None),
+        ("in_data", X.astype(np.complex64)),
+        ("ood_data", X.astype(np.complex64)),
+        ("fit_data", (X.astype(np.complex64), Y)),
+        ("fit_data", (X, np.where(FIRST, -1, Y))),
+        ("fit_data", (X, np.full(len(Y), "a"))),
+        ("scorers", ["nope"]),
+        ("scorers", [3]),
+        ("scorers", [None]),
+    ],
+)
 def test_ood_monitor_unchecked_arguments(fuzz, model, argument, bad):
     arguments = {"in_data": X, "ood_data": X_OOD} | {argument: bad}
     if argument == "fit_data":
         arguments["scorers"] = ("mahalanobis",)
     fuzz.clear_error(
-        "OODMonitorCallback", argument,
+        "OODMonitorCallback",
+        argument,
         lambda: before_training(lambda: OODMonitorCallback(**arguments), model),
     )
 
@@ -259,10 +350,20 @@ def test_ood_monitor_unchecked_arguments(fuzz, model, argument, bad):
 def test_adversarial_training_invalid_arguments(fuzz, model):
     failures = []
     entry = "AdversarialTrainingCallback"
-    check_every(fuzz, entry, "eval_data",
-                {k: v for k, v in BAD_DATA.items()
-                 if k not in ("None", "str inputs", "complex inputs")} | {"list": [X, Y]},
-                lambda bad: AdversarialTrainingCallback("fgsm", eval_data=bad), model, failures)
+    check_every(
+        fuzz,
+        entry,
+        "eval_data",
+        {
+            k: v
+            for k, v in BAD_DATA.items()
+            if k not in ("None", "str inputs", "complex inputs")
+        }
+        | {"list": [X, Y]},
+        lambda bad: AdversarialTrainingCallback("fgsm", eval_data=bad),
+        model,
+        failures,
+    )
     numbers = {"negative": -1.0, "str": "a", "NaN": np.nan, "bool": True}
     for argument, variants in {
         "recipe": {"None": None, "int": 3},
@@ -272,8 +373,17 @@ def test_adversarial_training_invalid_arguments(fuzz, model):
         "eval_every": BAD_INTEGERS,
         "max_eval_samples": BAD_INTEGERS,
     }.items():
-        check_every(fuzz, entry, argument, variants,
-                    lambda bad: AdversarialTrainingCallback(**{argument: bad}), model, failures)
+        check_every(
+            fuzz,
+            entry,
+            argument,
+            variants,
+            lambda bad, argument=argument: AdversarialTrainingCallback(
+                **{argument: bad}
+            ),
+            model,
+            failures,
+        )
     assert not failures, "\n".join(failures)
 
 
@@ -292,17 +402,30 @@ def test_adversarial_training_invalid_arguments(fuzz, model):
     "eval_epsilon=-1, 'a', nan or True fail in the attack with 'FGSM: `epsilon` must "
     "be a number >= 0' (not `eval_epsilon`)",
 )
-@pytest.mark.parametrize("argument, bad", [("recipe_options", "a"), ("recipe_options", 3),
-                                           ("recipe_options", {"nope": 1}), ("seed", -1),
-                                           ("prefix", None),
-                                           ("eval_data", (np.full(X.shape, "a"), Y)),
-                                           ("eval_data", (X.astype(np.complex64), Y)),
-                                           ("recipe", "nope"), ("recipe", ""),
-                                           ("eval_attacks", ["nope"]), ("eval_attacks", [None]),
-                                           ("eval_epsilon", -1.0), ("eval_epsilon", "a"),
-                                           ("eval_epsilon", np.nan)])
+@pytest.mark.parametrize(
+    "argument, bad",
+    [
+        ("recipe_options", "a"),
+        ("recipe_options", 3),
+        ("recipe_options", {"nope": 1}),
+        ("seed", -1),
+        ("prefix", None),
+        ("eval_data", (np.full(X.shape, "a"), Y)),
+        ("eval_data", (X.astype(np.complex64), Y)),
+        ("recipe", "nope"),
+        ("recipe", ""),
+        ("eval_attacks", ["nope"]),
+        ("eval_attacks", [None]),
+        ("eval_epsilon", -1.0),
+        ("eval_epsilon", "a"),
+        ("eval_epsilon", np.nan),
+    ],
+)
 def test_adversarial_training_unchecked_arguments(fuzz, model, argument, bad):
     fuzz.clear_error(
-        "AdversarialTrainingCallback", argument,
-        lambda: before_training(lambda: AdversarialTrainingCallback(**{argument: bad}), model),
+        "AdversarialTrainingCallback",
+        argument,
+        lambda: before_training(
+            lambda: AdversarialTrainingCallback(**{argument: bad}), model
+        ),
     )

@@ -22,9 +22,7 @@ the argument.
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -35,7 +33,9 @@ PROFILE = settings.get_profile("keras_reliability_fuzz")
 
 def budget(examples):
     """`examples` scaled by FUZZ_MAX_EXAMPLES / 30 (see conftest)."""
-    return settings(PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30)))
+    return settings(
+        PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30))
+    )
 
 
 EXACT = 1e-9  # probabilities in: the library reads the same float32 numbers
@@ -45,7 +45,7 @@ EDGE_MARGIN = 1e-6
 # Shapes come from small sets: on JAX every eager op compiles once per shape,
 # so free-ranging sizes would spend the time budget compiling. One example
 # is always among them.
-NUM_EXAMPLES = (1, 3, 8)
+NUM_EXAMPLES = (1, 6)
 NUM_CLASSES = (2, 3, 5)
 NUM_BINS = (1, 15)
 
@@ -69,8 +69,12 @@ ALL_FUNCTIONS = (
 )
 WEIGHTED = tuple(f for f in ALL_FUNCTIONS if f != "brier_decomposition")
 WITH_BINS = BINNED.keys() | {"classwise_calibration_error", "reliability_bins"}
-WITH_BINNING = ("expected_calibration_error", "max_calibration_error",
-                "root_mean_square_calibration_error", "reliability_bins")
+WITH_BINNING = (
+    "expected_calibration_error",
+    "max_calibration_error",
+    "root_mean_square_calibration_error",
+    "reliability_bins",
+)
 
 
 def call(name, *args, **kwargs):
@@ -194,7 +198,12 @@ def valid_cases(draw, weighted=True, binary=True):
             hnp.arrays(
                 np.float32,
                 (num_examples,),
-                elements=st.one_of(st.just(0.0), st.floats(0.0, 5.0, width=32)),
+                # Integer weights too: smooth ECE reads them as example counts.
+                elements=st.one_of(
+                    st.just(0.0),
+                    st.integers(0, 3).map(float),
+                    st.floats(0.0, 5.0, width=32),
+                ),
             )
         )
         if weights.sum() <= 0:
@@ -302,7 +311,11 @@ def reference_classwise(case, num_bins):
     for k in range(case.num_classes):
         index = uniform_bins(probabilities[:, k], num_bins)
         sums = reference_bin_sums(
-            index, probabilities[:, k], (case.labels == k).astype(np.float64), weights, num_bins
+            index,
+            probabilities[:, k],
+            (case.labels == k).astype(np.float64),
+            weights,
+            num_bins,
         )
         errors.append(reference_error(sums, "l1"))
     return float(np.mean(errors))
@@ -366,7 +379,10 @@ def reference_smooth_ece(case, bandwidth):
     if case.weights is not None:
         repeats = case.weights.astype(np.int64)
         assume(np.array_equal(repeats, case.weights) and repeats.sum() > 0)
-        confidence, correct = np.repeat(confidence, repeats), np.repeat(correct, repeats)
+        confidence, correct = (
+            np.repeat(confidence, repeats),
+            np.repeat(correct, repeats),
+        )
     if bandwidth is None:
         return float(relplot.smECE(confidence, correct))
     return float(relplot.smECE_sigma(confidence, correct, bandwidth))
@@ -376,8 +392,12 @@ def reference_smooth_ece(case, bandwidth):
 
 
 @pytest.mark.parametrize("name", sorted(BINNED))
-@budget(20)
-@given(case=valid_cases(), num_bins=st.sampled_from(NUM_BINS), binning=st.sampled_from(["uniform", "quantile"]))
+@budget(15)
+@given(
+    case=valid_cases(),
+    num_bins=st.sampled_from(NUM_BINS),
+    binning=st.sampled_from(["uniform", "quantile"]),
+)
 def test_binned_errors_equal_reference(fuzz, name, case, num_bins, binning):
     norm, forced = BINNED[name]
     binning = forced or binning
@@ -391,7 +411,11 @@ def test_binned_errors_equal_reference(fuzz, name, case, num_bins, binning):
 
 
 @budget(20)
-@given(case=valid_cases(), num_bins=st.sampled_from(NUM_BINS), binning=st.sampled_from(["uniform", "quantile"]))
+@given(
+    case=valid_cases(),
+    num_bins=st.sampled_from(NUM_BINS),
+    binning=st.sampled_from(["uniform", "quantile"]),
+)
 def test_reliability_bins_equal_reference(fuzz, case, num_bins, binning):
     (count, confidence_sum, correct_sum), edges = reference_top_label_bins(
         case, num_bins, binning
@@ -410,14 +434,16 @@ def test_reliability_bins_equal_reference(fuzz, case, num_bins, binning):
     fuzz.reference("reliability_bins", actual, expected, atol=case.tolerance())
 
 
-@budget(20)
+@budget(15)
 @given(case=valid_cases(), num_bins=st.sampled_from(NUM_BINS))
 def test_classwise_error_equals_reference(fuzz, case, num_bins):
     expected = reference_classwise(case, num_bins)
     actual = metrics.classwise_calibration_error(
         case.y_true, case.y_pred, num_bins=num_bins, **case.kwargs()
     )
-    fuzz.reference("classwise_calibration_error", actual, expected, atol=case.tolerance())
+    fuzz.reference(
+        "classwise_calibration_error", actual, expected, atol=case.tolerance()
+    )
 
 
 @budget(20)
@@ -476,14 +502,16 @@ def test_smooth_ece_equals_relplot(fuzz, case, bandwidth):
         fuzz.reference("smooth_ece", actual, expected, atol=5e-3)
 
 
-@pytest.mark.parametrize("name", WEIGHTED)
+@pytest.mark.parametrize("name", [f for f in WEIGHTED if f != "smooth_ece"])
 @budget(4)
 @given(case=valid_cases(weighted=False), data=st.data())
 def test_weights_of_any_scale_equal_reference(fuzz, name, case, data):
     """Weights of 1e-300 or 1e300 (beyond float32) give the unweighted number.
 
     Each metric is a ratio of weighted sums, so scaling all weights leaves it
-    unchanged (a metamorphic property, counted as an invariant: the
+    unchanged (not smooth ECE: its density floor is per example of weight 1,
+    so weights are example counts there, as relplot's repetition test above
+    checks) (a metamorphic property, counted as an invariant: the
     unweighted number itself is checked against the references above).
     """
     scale = data.draw(st.sampled_from([1e-300, 1e-45, 1e-30, 1e30, 1e300]))
@@ -492,10 +520,14 @@ def test_weights_of_any_scale_equal_reference(fuzz, name, case, data):
     expected = call(name, case.labels, case.values, **kwargs)
     actual = call(name, case.labels, case.values, sample_weight=weights, **kwargs)
     if name == "reliability_bins":
-        actual = {k: getattr(actual, k) / (actual.count.sum() if k == "count" else 1)
-                  for k in ("count", "confidence", "accuracy")}
-        expected = {k: getattr(expected, k) / (expected.count.sum() if k == "count" else 1)
-                    for k in ("count", "confidence", "accuracy")}
+        actual = {
+            k: getattr(actual, k) / (actual.count.sum() if k == "count" else 1)
+            for k in ("count", "confidence", "accuracy")
+        }
+        expected = {
+            k: getattr(expected, k) / (expected.count.sum() if k == "count" else 1)
+            for k in ("count", "confidence", "accuracy")
+        }
     if isinstance(expected, dict):
         same = all(
             np.allclose(actual[k], expected[k], atol=1e-6, rtol=1e-5, equal_nan=True)
@@ -504,7 +536,9 @@ def test_weights_of_any_scale_equal_reference(fuzz, name, case, data):
     else:
         same = np.allclose(actual, expected, atol=1e-6, rtol=1e-5)
     fuzz.invariant(
-        name, same, f"weights all {scale:g} give {actual!r}, without weights {expected!r}"
+        name,
+        same,
+        f"weights all {scale:g} give {actual!r}, without weights {expected!r}",
     )
 
 
@@ -613,7 +647,7 @@ def check_every(fuzz, entry, argument, variants, make_call):
     failures = []
     for kind, bad in variants.items():
         try:
-            fuzz.clear_error(entry, argument, lambda: make_call(bad))
+            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
         except AssertionError as error:
             failures.append(f"[{argument}: {kind}] {error}")
     assert not failures, "\n".join(failures)
@@ -624,7 +658,10 @@ def check_every(fuzz, entry, argument, variants, make_call):
 @given(case=valid_cases(weighted=False))
 def test_invalid_predictions_raise_clear_error(fuzz, name, case):
     check_every(
-        fuzz, name, "y_pred", bad_predictions(case),
+        fuzz,
+        name,
+        "y_pred",
+        bad_predictions(case),
         lambda bad: call(name, case.y_true, bad, from_logits=case.from_logits),
     )
 
@@ -634,7 +671,10 @@ def test_invalid_predictions_raise_clear_error(fuzz, name, case):
 @given(case=valid_cases(weighted=False))
 def test_invalid_labels_raise_clear_error(fuzz, name, case):
     check_every(
-        fuzz, name, "y_true", bad_labels(case),
+        fuzz,
+        name,
+        "y_true",
+        bad_labels(case),
         lambda bad: call(name, bad, case.values, from_logits=case.from_logits),
     )
 
@@ -644,9 +684,16 @@ def test_invalid_labels_raise_clear_error(fuzz, name, case):
 @given(case=valid_cases(weighted=False))
 def test_invalid_sample_weight_raises_clear_error(fuzz, name, case):
     check_every(
-        fuzz, name, "sample_weight", bad_weights(case),
+        fuzz,
+        name,
+        "sample_weight",
+        bad_weights(case),
         lambda bad: call(
-            name, case.labels, case.values, from_logits=case.from_logits, sample_weight=bad
+            name,
+            case.labels,
+            case.values,
+            from_logits=case.from_logits,
+            sample_weight=bad,
         ),
     )
 
@@ -656,7 +703,9 @@ def test_invalid_sample_weight_raises_clear_error(fuzz, name, case):
 @given(case=valid_cases(weighted=False))
 def test_invalid_from_logits_raises_clear_error(fuzz, name, case):
     check_every(
-        fuzz, name, "from_logits",
+        fuzz,
+        name,
+        "from_logits",
         {"str": "yes", "None": None, "int 1": 1, "float 0": 0.0, "list": [True]},
         lambda bad: call(name, case.labels, case.values, from_logits=bad),
     )
@@ -667,9 +716,19 @@ def test_invalid_from_logits_raises_clear_error(fuzz, name, case):
 @given(case=valid_cases(weighted=False))
 def test_invalid_num_bins_raises_clear_error(fuzz, name, case):
     check_every(
-        fuzz, name, "num_bins",
-        {"0": 0, "negative": -3, "float": 2.5, "str": "15", "None": None, "bool": True,
-         "integral float": np.float64(3.0), "list": [5]},
+        fuzz,
+        name,
+        "num_bins",
+        {
+            "0": 0,
+            "negative": -3,
+            "float": 2.5,
+            "str": "15",
+            "None": None,
+            "bool": True,
+            "integral float": np.float64(3.0),
+            "list": [5],
+        },
         lambda bad: call(
             name, case.labels, case.values, from_logits=case.from_logits, num_bins=bad
         ),
@@ -681,7 +740,9 @@ def test_invalid_num_bins_raises_clear_error(fuzz, name, case):
 @given(case=valid_cases(weighted=False))
 def test_invalid_binning_raises_clear_error(fuzz, name, case):
     check_every(
-        fuzz, name, "binning",
+        fuzz,
+        name,
+        "binning",
         {"unknown": "log", "empty": "", "None": None, "int": 3, "list": ["uniform"]},
         lambda bad: call(
             name, case.labels, case.values, from_logits=case.from_logits, binning=bad
@@ -693,9 +754,19 @@ def test_invalid_binning_raises_clear_error(fuzz, name, case):
 @given(case=valid_cases(weighted=False))
 def test_invalid_bandwidth_raises_clear_error(fuzz, case):
     check_every(
-        fuzz, "smooth_ece", "bandwidth",
-        {"0": 0.0, "negative": -0.1, "NaN": np.nan, "inf": np.inf, "tiny": 1e-7,
-         "str": "0.1", "bool": True, "list": [0.1]},
+        fuzz,
+        "smooth_ece",
+        "bandwidth",
+        {
+            "0": 0.0,
+            "negative": -0.1,
+            "NaN": np.nan,
+            "inf": np.inf,
+            "tiny": 1e-7,
+            "str": "0.1",
+            "bool": True,
+            "list": [0.1],
+        },
         lambda bad: metrics.smooth_ece(
             case.labels, case.values, from_logits=case.from_logits, bandwidth=bad
         ),
@@ -713,7 +784,8 @@ def test_probabilities_passed_as_logits(fuzz, name, data):
     probabilities = (raw / raw.sum(axis=1, keepdims=True)).astype(np.float32)
     labels = np.zeros(n, np.int64)
     fuzz.clear_error(
-        name, ("y_pred", "from_logits"),
+        name,
+        ("y_pred", "from_logits"),
         lambda: call(name, labels, probabilities, from_logits=True),
     )
 
@@ -724,10 +796,17 @@ def test_probabilities_passed_as_logits(fuzz, name, data):
 def test_unnormalised_probabilities_raise_clear_error(fuzz, name, data):
     n = data.draw(st.sampled_from(NUM_EXAMPLES))
     k = data.draw(st.sampled_from(NUM_CLASSES))
-    values = data.draw(hnp.arrays(np.float32, (n, k), elements=st.floats(-5, 5, width=32)))
-    assume(values.min() < 0 or np.abs(values.astype(np.float64).sum(axis=1) - 1).max() > 1e-3)
+    values = data.draw(
+        hnp.arrays(np.float32, (n, k), elements=st.floats(-5, 5, width=32))
+    )
+    assume(
+        values.min() < 0
+        or np.abs(values.astype(np.float64).sum(axis=1) - 1).max() > 1e-3
+    )
     fuzz.clear_error(
-        name, "y_pred", lambda: call(name, np.zeros(n, np.int64), values, from_logits=False)
+        name,
+        "y_pred",
+        lambda: call(name, np.zeros(n, np.int64), values, from_logits=False),
     )
 
 
@@ -745,7 +824,9 @@ def test_unnormalised_probabilities_raise_clear_error(fuzz, name, data):
 def test_complex_labels_raise_clear_error(fuzz, name):
     probabilities = np.array([[0.6, 0.4], [0.3, 0.7]], np.float32)
     fuzz.clear_error(
-        name, "y_true", lambda: call(name, np.array([0, 1], np.complex128), probabilities)
+        name,
+        "y_true",
+        lambda: call(name, np.array([0, 1], np.complex128), probabilities),
     )
 
 
@@ -770,7 +851,9 @@ def test_unreadable_sample_weight_raises_clear_error(fuzz, kind, bad):
     fuzz.clear_error(
         "expected_calibration_error",
         "sample_weight",
-        lambda: metrics.expected_calibration_error([0, 1], probabilities, sample_weight=bad),
+        lambda: metrics.expected_calibration_error(
+            [0, 1], probabilities, sample_weight=bad
+        ),
     )
 
 
@@ -802,6 +885,9 @@ def test_smooth_calibration_error_invalid_arrays(fuzz, argument):
         "sample_weight": None,
     }
     check_every(
-        fuzz, "smooth_calibration_error", argument, variants,
+        fuzz,
+        "smooth_calibration_error",
+        argument,
+        variants,
         lambda bad: metrics.smooth_calibration_error(**(valid | {argument: bad})),
     )

@@ -19,23 +19,21 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_reliability import metrics
-from keras_reliability import ood
-from keras_reliability.ood.synthetic import SYNTHETIC_KINDS
-from keras_reliability.ood.synthetic import synthetic_ood_sets
+from keras_reliability import metrics, ood
+from keras_reliability.ood.synthetic import SYNTHETIC_KINDS, synthetic_ood_sets
 
 PROFILE = settings.get_profile("keras_reliability_fuzz")
 
 
 def budget(examples):
     """`examples` scaled by FUZZ_MAX_EXAMPLES / 30 (see conftest)."""
-    return settings(PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30)))
+    return settings(
+        PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30))
+    )
 
 
 def check_every(fuzz, entry, argument, variants, make_call):
@@ -43,7 +41,7 @@ def check_every(fuzz, entry, argument, variants, make_call):
     failures = []
     for kind, bad in variants.items():
         try:
-            fuzz.clear_error(entry, argument, lambda: make_call(bad))
+            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
         except AssertionError as error:
             failures.append(f"[{argument}: {kind}] {error}")
     assert not failures, "\n".join(failures)
@@ -52,8 +50,13 @@ def check_every(fuzz, entry, argument, variants, make_call):
 # OOD metrics --------------------------------------------------------------------
 
 SCORE_FUNCTIONS = (
-    "ood_auroc", "ood_aupr_in", "ood_aupr_out", "fpr_at_tpr", "detection_error",
-    "ood_roc_curve", "evaluate_ood",
+    "ood_auroc",
+    "ood_aupr_in",
+    "ood_aupr_out",
+    "fpr_at_tpr",
+    "detection_error",
+    "ood_roc_curve",
+    "evaluate_ood",
 )
 
 score_values = st.one_of(
@@ -100,7 +103,11 @@ def reference_average_precision(positive, negative):
         false_positive = (negative >= t).sum()
         recall = true_positive / positive.size
         if recall > previous_recall:
-            total += (recall - previous_recall) * true_positive / (true_positive + false_positive)
+            total += (
+                (recall - previous_recall)
+                * true_positive
+                / (true_positive + false_positive)
+            )
         previous_recall = recall
     return total
 
@@ -121,7 +128,10 @@ def reference_detection_error(scores_in, scores_out):
 
 def reference_metrics(scores_in, scores_out, tpr):
     if np.unique(np.concatenate([scores_in, scores_out])).size == 1:
-        return {key: np.nan for key in ("auroc", "aupr_in", "aupr_out", "fpr", "detection_error")}
+        return {
+            key: np.nan
+            for key in ("auroc", "aupr_in", "aupr_out", "fpr", "detection_error")
+        }
     return {
         "auroc": reference_auroc(scores_in, scores_out),
         "aupr_in": reference_average_precision(-scores_in, -scores_out),
@@ -154,17 +164,25 @@ def test_ood_metrics_equal_reference(fuzz, scores_in, scores_out, tpr, form):
             "detection_error": metrics.detection_error(given_in, given_out),
         }
         combined = metrics.evaluate_ood(given_in, given_out, tpr=tpr)
-    for key, name in [("auroc", "ood_auroc"), ("aupr_in", "ood_aupr_in"),
-                      ("aupr_out", "ood_aupr_out"), ("fpr", "fpr_at_tpr"),
-                      ("detection_error", "detection_error")]:
+    for key, name in [
+        ("auroc", "ood_auroc"),
+        ("aupr_in", "ood_aupr_in"),
+        ("aupr_out", "ood_aupr_out"),
+        ("fpr", "fpr_at_tpr"),
+        ("detection_error", "detection_error"),
+    ]:
         fuzz.reference(name, actual[key], expected[key], atol=1e-12)
-    fpr_key = f"fpr{int(round(tpr * 100))}"
+    fpr_key = f"fpr{round(tpr * 100)}"
     fuzz.reference(
         "evaluate_ood",
         combined,
-        {"auroc": expected["auroc"], "aupr_in": expected["aupr_in"],
-         "aupr_out": expected["aupr_out"], fpr_key: expected["fpr"],
-         "detection_error": expected["detection_error"]},
+        {
+            "auroc": expected["auroc"],
+            "aupr_in": expected["aupr_in"],
+            "aupr_out": expected["aupr_out"],
+            fpr_key: expected["fpr"],
+            "detection_error": expected["detection_error"],
+        },
         atol=1e-12,
     )
 
@@ -175,14 +193,18 @@ def test_ood_metrics_equal_reference(fuzz, scores_in, scores_out, tpr, form):
     scores_out=score_arrays(),
     drop_intermediate=st.booleans(),
 )
-def test_ood_roc_curve_equals_scikit_learn(fuzz, scores_in, scores_out, drop_intermediate):
+def test_ood_roc_curve_equals_scikit_learn(
+    fuzz, scores_in, scores_out, drop_intermediate
+):
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     assume(np.unique(np.concatenate([scores_in, scores_out])).size > 1)
     labels = np.r_[np.zeros(scores_in.size), np.ones(scores_out.size)]
     expected = sklearn_metrics.roc_curve(
         labels, np.r_[scores_in, scores_out], drop_intermediate=drop_intermediate
     )
-    actual = metrics.ood_roc_curve(scores_in, scores_out, drop_intermediate=drop_intermediate)
+    actual = metrics.ood_roc_curve(
+        scores_in, scores_out, drop_intermediate=drop_intermediate
+    )
     fuzz.reference(
         "ood_roc_curve",
         dict(zip(("fpr", "tpr", "thresholds"), actual)),
@@ -215,12 +237,18 @@ def bad_scores(valid):
 
 @pytest.mark.parametrize("name", SCORE_FUNCTIONS)
 @budget(2)
-@given(scores_in=score_arrays(), scores_out=score_arrays(),
-       argument=st.sampled_from(["scores_in", "scores_out"]))
+@given(
+    scores_in=score_arrays(),
+    scores_out=score_arrays(),
+    argument=st.sampled_from(["scores_in", "scores_out"]),
+)
 def test_invalid_scores_raise_clear_error(fuzz, name, scores_in, scores_out, argument):
     valid = {"scores_in": scores_in, "scores_out": scores_out}
     check_every(
-        fuzz, name, argument, bad_scores(valid[argument]),
+        fuzz,
+        name,
+        argument,
+        bad_scores(valid[argument]),
         lambda bad: getattr(metrics, name)(**(valid | {argument: bad})),
     )
 
@@ -230,9 +258,19 @@ def test_invalid_scores_raise_clear_error(fuzz, name, scores_in, scores_out, arg
 @given(scores_in=score_arrays(), scores_out=score_arrays())
 def test_invalid_tpr_raises_clear_error(fuzz, name, scores_in, scores_out):
     check_every(
-        fuzz, name, "tpr",
-        {"0": 0, "negative": -0.1, "above 1": 1.5, "str": "0.95", "None": None,
-         "NaN": np.nan, "bool": True, "list": [0.9]},
+        fuzz,
+        name,
+        "tpr",
+        {
+            "0": 0,
+            "negative": -0.1,
+            "above 1": 1.5,
+            "str": "0.95",
+            "None": None,
+            "NaN": np.nan,
+            "bool": True,
+            "list": [0.9],
+        },
         lambda bad: getattr(metrics, name)(scores_in, scores_out, tpr=bad),
     )
 
@@ -241,7 +279,9 @@ def test_invalid_tpr_raises_clear_error(fuzz, name, scores_in, scores_out):
 @given(scores_in=score_arrays(), scores_out=score_arrays())
 def test_invalid_drop_intermediate_raises_clear_error(fuzz, scores_in, scores_out):
     check_every(
-        fuzz, "ood_roc_curve", "drop_intermediate",
+        fuzz,
+        "ood_roc_curve",
+        "drop_intermediate",
         {"str": "yes", "None": None, "int": 1},
         lambda bad: metrics.ood_roc_curve(scores_in, scores_out, drop_intermediate=bad),
     )
@@ -258,13 +298,18 @@ def identity_model():
     """Logits = inputs: an identity Dense layer (the scorers' features = inputs)."""
     inputs = keras.Input((NUM_CLASSES,))
     head = keras.layers.Dense(
-        NUM_CLASSES, kernel_initializer="identity", bias_initializer="zeros", name="head"
+        NUM_CLASSES,
+        kernel_initializer="identity",
+        bias_initializer="zeros",
+        name="head",
     )
     return keras.Model(inputs, head(inputs))
 
 
 def logit_arrays(num_examples=None, low=-8.0, high=8.0):
-    shape = st.sampled_from(NUM_EXAMPLES) if num_examples is None else st.just(num_examples)
+    shape = (
+        st.sampled_from(NUM_EXAMPLES) if num_examples is None else st.just(num_examples)
+    )
     return shape.flatmap(
         lambda n: hnp.arrays(
             np.float32, (n, NUM_CLASSES), elements=st.floats(low, high, width=32)
@@ -285,7 +330,10 @@ def logsumexp(z):
 LOGIT_SCORERS = {
     "MaxSoftmax": (lambda: ood.MaxSoftmax(), lambda z: -softmax(z).max(axis=1)),
     "MaxLogit": (lambda: ood.MaxLogit(), lambda z: -z.max(axis=1)),
-    "Energy": (lambda: ood.Energy(temperature=2.0), lambda z: -2.0 * logsumexp(z / 2.0)),
+    "Energy": (
+        lambda: ood.Energy(temperature=2.0),
+        lambda z: -2.0 * logsumexp(z / 2.0),
+    ),
     "Entropy": (
         lambda: ood.Entropy(),
         lambda z: -(softmax(z) * np.log(np.maximum(softmax(z), 1e-300))).sum(axis=1),
@@ -308,7 +356,10 @@ def test_knn_equals_reference(fuzz, identity_model, train, test, k):
     def normalise(f):
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
-    bank, queries = normalise(train.astype(np.float64)), normalise(test.astype(np.float64))
+    bank, queries = (
+        normalise(train.astype(np.float64)),
+        normalise(test.astype(np.float64)),
+    )
     distances = np.sqrt(np.maximum(2 - 2 * queries @ bank.T, 0.0))
     expected = np.sort(distances, axis=1)[:, k - 1]
     actual = ood.KNN(k=k).fit(identity_model, train).score(identity_model, test)
@@ -318,7 +369,9 @@ def test_knn_equals_reference(fuzz, identity_model, train, test, k):
 @budget(8)
 @given(train=logit_arrays(9), test=logit_arrays(), data=st.data())
 def test_mahalanobis_equals_reference(fuzz, identity_model, train, test, data):
-    labels = data.draw(hnp.arrays(np.int64, 9, elements=st.integers(0, NUM_CLASSES - 1)))
+    labels = data.draw(
+        hnp.arrays(np.int64, 9, elements=st.integers(0, NUM_CLASSES - 1))
+    )
     assume(np.unique(labels).size >= 2)
     features = train.astype(np.float64)
     classes = np.unique(labels)
@@ -330,7 +383,9 @@ def test_mahalanobis_equals_reference(fuzz, identity_model, train, test, data):
     precision = np.linalg.pinv(covariance, hermitian=True)
     diffs = test.astype(np.float64)[:, None, :] - means[None]
     expected = np.einsum("ncd,de,nce->nc", diffs, precision, diffs).min(axis=1)
-    actual = ood.Mahalanobis().fit(identity_model, train, labels).score(identity_model, test)
+    actual = (
+        ood.Mahalanobis().fit(identity_model, train, labels).score(identity_model, test)
+    )
     fuzz.reference("Mahalanobis.score", actual, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -345,7 +400,9 @@ def test_react_equals_reference(fuzz, identity_model, train, test, percentile):
     clipped = np.minimum(test.astype(np.float64), threshold)
     expected = -logsumexp(clipped)
     scorer = ood.ReAct(percentile=percentile).fit(identity_model, train)
-    fuzz.reference("ReAct.score", scorer.score(identity_model, test), expected, atol=1e-5)
+    fuzz.reference(
+        "ReAct.score", scorer.score(identity_model, test), expected, atol=1e-5
+    )
 
 
 @budget(8)
@@ -427,12 +484,18 @@ def shape_bad_inputs(n=4):
 def test_scorer_invalid_model_raises_clear_error(fuzz, identity_model, name):
     scorer = fitted(name, identity_model)
     check_every(
-        fuzz, f"{name}.score", "model", not_models(),
+        fuzz,
+        f"{name}.score",
+        "model",
+        not_models(),
         lambda bad: scorer.score(bad, TRAIN_X),
     )
     if scorer.requires_fit:
         check_every(
-            fuzz, f"{name}.fit", "model", not_models(),
+            fuzz,
+            f"{name}.fit",
+            "model",
+            not_models(),
             lambda bad: SCORERS[name]().fit(bad, TRAIN_X, TRAIN_Y),
         )
 
@@ -444,7 +507,10 @@ def test_odin_invalid_inputs_raise_clear_error(fuzz):
     model = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(inputs))
     scorer = ood.ODIN(epsilon=0.01)
     check_every(
-        fuzz, "ODIN.score", "x", early_bad_inputs() | shape_bad_inputs(),
+        fuzz,
+        "ODIN.score",
+        "x",
+        early_bad_inputs() | shape_bad_inputs(),
         lambda bad: scorer.score(model, bad),
     )
     fuzz.invariant(
@@ -470,7 +536,10 @@ def test_scorer_unchecked_inputs_raise_clear_error(fuzz, name):
     model = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(inputs))
     scorer = fitted(name, model)
     check_every(
-        fuzz, f"{name}.score", "x", early_bad_inputs() | shape_bad_inputs(),
+        fuzz,
+        f"{name}.score",
+        "x",
+        early_bad_inputs() | shape_bad_inputs(),
         lambda bad: scorer.score(model, bad),
     )
 
@@ -483,7 +552,8 @@ def test_scorer_unchecked_inputs_raise_clear_error(fuzz, name):
 )
 def test_scorer_complex_labels_raise_clear_error(fuzz, identity_model):
     fuzz.clear_error(
-        "Mahalanobis.fit", "y",
+        "Mahalanobis.fit",
+        "y",
         lambda: ood.Mahalanobis().fit(identity_model, TRAIN_X, TRAIN_Y.astype(complex)),
     )
 
@@ -504,28 +574,59 @@ def test_scorer_invalid_labels_raise_clear_error(fuzz, identity_model, name):
     if name == "Mahalanobis":
         variants["None"] = None
     check_every(
-        fuzz, f"{name}.fit", "y", variants,
+        fuzz,
+        f"{name}.fit",
+        "y",
+        variants,
         lambda bad: SCORERS[name]().fit(identity_model, TRAIN_X, bad),
     )
 
 
 def test_scorer_constructor_arguments_raise_clear_error(fuzz):
-    numbers = {"0": 0, "negative": -1.0, "str": "1", "None": None, "NaN": np.nan,
-               "inf": np.inf, "bool": True}
+    numbers = {
+        "0": 0,
+        "negative": -1.0,
+        "str": "1",
+        "None": None,
+        "NaN": np.nan,
+        "inf": np.inf,
+        "bool": True,
+    }
     cases = [
         ("Energy", "temperature", lambda v: ood.Energy(temperature=v), numbers),
         ("ODIN", "temperature", lambda v: ood.ODIN(temperature=v), numbers),
-        ("ODIN", "epsilon", lambda v: ood.ODIN(epsilon=v),
-         {k: v for k, v in numbers.items() if k != "0"}),
-        ("ODIN", "batch_size", lambda v: ood.ODIN(batch_size=v),
-         numbers | {"float": 2.5}),
+        (
+            "ODIN",
+            "epsilon",
+            lambda v: ood.ODIN(epsilon=v),
+            {k: v for k, v in numbers.items() if k != "0"},
+        ),
+        (
+            "ODIN",
+            "batch_size",
+            lambda v: ood.ODIN(batch_size=v),
+            numbers | {"float": 2.5},
+        ),
         ("KNN", "k", lambda v: ood.KNN(k=v), numbers | {"float": 2.5}),
-        ("ReAct", "percentile", lambda v: ood.ReAct(percentile=v), numbers | {"above 100": 101}),
+        (
+            "ReAct",
+            "percentile",
+            lambda v: ood.ReAct(percentile=v),
+            numbers | {"above 100": 101},
+        ),
         ("ReAct", "temperature", lambda v: ood.ReAct(temperature=v), numbers),
-        ("KNN", "feature_layer", lambda v: ood.KNN(feature_layer=v),
-         {"float": 1.5, "list": ["a"], "bool": True}),
-        ("MutualInformation", "num_samples", lambda v: ood.MutualInformation(num_samples=v),
-         numbers | {"float": 2.5}),
+        (
+            "KNN",
+            "feature_layer",
+            lambda v: ood.KNN(feature_layer=v),
+            {"float": 1.5, "list": ["a"], "bool": True},
+        ),
+        (
+            "MutualInformation",
+            "num_samples",
+            lambda v: ood.MutualInformation(num_samples=v),
+            numbers | {"float": 2.5},
+        ),
     ]
     for owner, argument, make, variants in cases:
         check_every(fuzz, owner, argument, variants, make)
@@ -533,7 +634,9 @@ def test_scorer_constructor_arguments_raise_clear_error(fuzz):
 
 def test_odin_invalid_batch_size_raises_clear_error(fuzz, identity_model):
     check_every(
-        fuzz, "ODIN.score", "batch_size",
+        fuzz,
+        "ODIN.score",
+        "batch_size",
         {"0": 0, "negative": -1, "str": "a", "float": 2.5},
         lambda bad: ood.ODIN().score(identity_model, TRAIN_X, batch_size=bad),
     )
@@ -545,14 +648,16 @@ def test_odin_invalid_batch_size_raises_clear_error(fuzz, identity_model):
 @budget(15)
 @given(
     x=st.sampled_from([(6, 5), (4, 6, 6), (3, 5, 5, 2)]).flatmap(
-        lambda shape: hnp.arrays(np.float32, shape, elements=st.floats(0.0, 1.0, width=32))
+        lambda shape: hnp.arrays(
+            np.float32, shape, elements=st.floats(0.0, 1.0, width=32)
+        )
     ),
     severity=st.integers(1, 5),
     seed=st.integers(0, 2**32),
 )
 def test_synthetic_sets_equal_reference(fuzz, x, severity, seed):
     assume(x.max() > x.min())
-    from keras_reliability.ood.synthetic import CONTRAST_FACTORS, BLUR_SIGMAS
+    from keras_reliability.ood.synthetic import BLUR_SIGMAS, CONTRAST_FACTORS
 
     sets = synthetic_ood_sets(x, severity=severity, seed=seed, value_range=(0, 1))
     x64 = x.astype(np.float64)
@@ -562,15 +667,20 @@ def test_synthetic_sets_equal_reference(fuzz, x, severity, seed):
     fuzz.reference("synthetic_ood_sets", sets["contrast"], contrast, atol=1e-6)
     if x.ndim in (3, 4):
         ndimage = pytest.importorskip("scipy.ndimage")
-        sigma = [0, BLUR_SIGMAS[severity - 1], BLUR_SIGMAS[severity - 1]] + [0] * (x.ndim - 3)
+        sigma = [0, BLUR_SIGMAS[severity - 1], BLUR_SIGMAS[severity - 1]] + [0] * (
+            x.ndim - 3
+        )
         blurred = ndimage.gaussian_filter(x64, sigma, mode="reflect", truncate=4.0)
-        fuzz.reference("synthetic_ood_sets", sets["blur"], np.clip(blurred, 0, 1), atol=1e-5)
+        fuzz.reference(
+            "synthetic_ood_sets", sets["blur"], np.clip(blurred, 0, 1), atol=1e-5
+        )
     shapes_ok = all(s.shape == x.shape and s.dtype == np.float32 for s in sets.values())
     in_range = all(s.min() >= 0 and s.max() <= 1 for s in sets.values())
     again = synthetic_ood_sets(x, severity=severity, seed=seed, value_range=(0, 1))
     same = all(np.array_equal(again[k], sets[k]) for k in sets)
     fuzz.invariant(
-        "synthetic_ood_sets", shapes_ok and in_range and same and set(sets) <= set(SYNTHETIC_KINDS),
+        "synthetic_ood_sets",
+        shapes_ok and in_range and same and set(sets) <= set(SYNTHETIC_KINDS),
         "sets must keep the shape of x, lie in value_range and repeat for a seed",
     )
 
@@ -578,22 +688,58 @@ def test_synthetic_sets_equal_reference(fuzz, x, severity, seed):
 def test_synthetic_invalid_arguments_raise_clear_error(fuzz):
     x = np.random.default_rng(0).uniform(size=(4, 6, 6)).astype(np.float32)
     cases = {
-        "x": {"None": None, "str": "abc", "str array": np.array([["a"]]),
-              "complex": x.astype(complex), "bool": x > 0.5, "empty": x[:0], "rank 1": x[0, 0],
-              "NaN": np.where(x > 0.9, np.nan, x), "ragged": [[1.0], [1.0, 2.0]],
-              "dict": {"a": x}, "object": object()},
-        "kinds": {"unknown": "nope", "empty": [], "int": 3, "int list": [3], "None in list": [None]},
-        "severity": {"0": 0, "6": 6, "str": "a", "float": 2.5, "None": None, "bool": True},
+        "x": {
+            "None": None,
+            "str": "abc",
+            "str array": np.array([["a"]]),
+            "complex": x.astype(complex),
+            "bool": x > 0.5,
+            "empty": x[:0],
+            "rank 1": x[0, 0],
+            "NaN": np.where(x > 0.9, np.nan, x),
+            "ragged": [[1.0], [1.0, 2.0]],
+            "dict": {"a": x},
+            "object": object(),
+        },
+        "kinds": {
+            "unknown": "nope",
+            "empty": [],
+            "int": 3,
+            "int list": [3],
+            "None in list": [None],
+        },
+        "severity": {
+            "0": 0,
+            "6": 6,
+            "str": "a",
+            "float": 2.5,
+            "None": None,
+            "bool": True,
+        },
         "seed": {"str": "abc", "negative": -1, "float": 2.5},
-        "value_range": {"str": "ab", "reversed": (1, 0), "one": (0,), "inf": (0, np.inf),
-                        "too narrow": (0.2, 0.5), "int": 3},
+        "value_range": {
+            "str": "ab",
+            "reversed": (1, 0),
+            "one": (0,),
+            "inf": (0, np.inf),
+            "too narrow": (0.2, 0.5),
+            "int": 3,
+        },
     }
     for argument, variants in cases.items():
         check_every(
-            fuzz, "synthetic_ood_sets", argument, variants,
-            lambda bad: synthetic_ood_sets(**({"x": x} | {argument: bad})),
+            fuzz,
+            "synthetic_ood_sets",
+            argument,
+            variants,
+            lambda bad, argument=argument: synthetic_ood_sets(
+                **({"x": x} | {argument: bad})
+            ),
         )
     check_every(
-        fuzz, "synthetic_ood_sets", "kinds", {"blur on flat data": ["blur"]},
+        fuzz,
+        "synthetic_ood_sets",
+        "kinds",
+        {"blur on flat data": ["blur"]},
         lambda bad: synthetic_ood_sets(x.reshape(4, -1), kinds=bad),
     )

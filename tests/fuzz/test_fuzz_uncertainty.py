@@ -13,22 +13,24 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_reliability.layers import MCDropout
-from keras_reliability.layers import bayesianize
-from keras_reliability.uncertainty import PredictiveUncertainty
-from keras_reliability.uncertainty import predict_with_uncertainty
+from keras_reliability.layers import MCDropout, bayesianize
+from keras_reliability.uncertainty import (
+    PredictiveUncertainty,
+    predict_with_uncertainty,
+)
 
 PROFILE = settings.get_profile("keras_reliability_fuzz")
 
 
 def budget(examples):
     """`examples` scaled by FUZZ_MAX_EXAMPLES / 30 (see conftest)."""
-    return settings(PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30)))
+    return settings(
+        PROFILE, max_examples=max(1, round(examples * PROFILE.max_examples / 30))
+    )
 
 
 def check_every(fuzz, entry, argument, variants, make_call):
@@ -36,7 +38,7 @@ def check_every(fuzz, entry, argument, variants, make_call):
     failures = []
     for kind, bad in variants.items():
         try:
-            fuzz.clear_error(entry, argument, lambda: make_call(bad))
+            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
         except AssertionError as error:
             failures.append(f"[{argument}: {kind}] {error}")
     assert not failures, "\n".join(failures)
@@ -79,7 +81,9 @@ def reference_summary(samples):
     agree = np.all(samples == samples[:, :1], axis=(1, 2))
     epistemic = np.where(agree, 0.0, np.maximum(predictive - aleatoric, 0.0))
     votes = samples.argmax(axis=-1)
-    modal = np.array([np.bincount(row, minlength=samples.shape[-1]).max() for row in votes])
+    modal = np.array(
+        [np.bincount(row, minlength=samples.shape[-1]).max() for row in votes]
+    )
     return {
         "mean": mean,
         "predictive_entropy": predictive,
@@ -90,8 +94,16 @@ def reference_summary(samples):
 
 
 def summary(result):
-    return {key: getattr(result, key) for key in
-            ("mean", "predictive_entropy", "aleatoric", "epistemic", "variation_ratio")}
+    return {
+        key: getattr(result, key)
+        for key in (
+            "mean",
+            "predictive_entropy",
+            "aleatoric",
+            "epistemic",
+            "variation_ratio",
+        )
+    }
 
 
 X_SHAPES = (1, 5)
@@ -113,7 +125,9 @@ def test_deterministic_model_equals_softmax(fuzz, model, x, num_samples):
         warnings.simplefilter("ignore", UserWarning)  # no sampling layer: warned
         result = predict_with_uncertainty(model, x, num_samples=num_samples)
     fuzz.reference("predict_with_uncertainty", result.mean, p, atol=1e-6)
-    fuzz.reference("predict_with_uncertainty", result.epistemic, np.zeros(len(x)), atol=0.0)
+    fuzz.reference(
+        "predict_with_uncertainty", result.epistemic, np.zeros(len(x)), atol=0.0
+    )
 
 
 @budget(5)
@@ -121,7 +135,10 @@ def test_deterministic_model_equals_softmax(fuzz, model, x, num_samples):
 def test_mc_dropout_summary_equals_formulas(fuzz, dropout_model, x, num_samples):
     result = predict_with_uncertainty(dropout_model, x, num_samples=num_samples)
     fuzz.reference(
-        "predict_with_uncertainty", summary(result), reference_summary(result.samples), atol=1e-9
+        "predict_with_uncertainty",
+        summary(result),
+        reference_summary(result.samples),
+        atol=1e-9,
     )
     fuzz.invariant(
         "predict_with_uncertainty",
@@ -141,26 +158,43 @@ def test_predictive_uncertainty_equals_formulas(fuzz, samples, level):
     samples = samples + 1e-3
     samples /= samples.sum(axis=-1, keepdims=True)
     result = PredictiveUncertainty(samples)
-    fuzz.reference("PredictiveUncertainty", summary(result), reference_summary(samples), atol=1e-12)
-    tail = (1 - level) / 2
-    expected = dict(zip(("lower", "upper"), np.quantile(samples, [tail, 1 - tail], axis=1)))
     fuzz.reference(
-        "PredictiveUncertainty.interval", dict(zip(("lower", "upper"), result.interval(level))),
-        expected, atol=1e-12,
+        "PredictiveUncertainty", summary(result), reference_summary(samples), atol=1e-12
+    )
+    tail = (1 - level) / 2
+    expected = dict(
+        zip(("lower", "upper"), np.quantile(samples, [tail, 1 - tail], axis=1))
+    )
+    fuzz.reference(
+        "PredictiveUncertainty.interval",
+        dict(zip(("lower", "upper"), result.interval(level))),
+        expected,
+        atol=1e-12,
     )
 
 
 def test_predictive_uncertainty_invalid_arguments_raise_clear_error(fuzz):
     check_every(
-        fuzz, "PredictiveUncertainty", "samples",
+        fuzz,
+        "PredictiveUncertainty",
+        "samples",
         {"rank 2": np.ones((3, 2)), "rank 4": np.ones((1, 2, 3, 4))},
         PredictiveUncertainty,
     )
     result = PredictiveUncertainty(np.full((2, 3, 2), 0.5))
     check_every(
-        fuzz, "PredictiveUncertainty.interval", "level",
-        {"0": 0.0, "1": 1.0, "negative": -0.5, "str": "0.9", "None": None, "NaN": np.nan,
-         "bool": True},
+        fuzz,
+        "PredictiveUncertainty.interval",
+        "level",
+        {
+            "0": 0.0,
+            "1": 1.0,
+            "negative": -0.5,
+            "str": "0.9",
+            "None": None,
+            "NaN": np.nan,
+            "bool": True,
+        },
         result.interval,
     )
 
@@ -172,12 +206,20 @@ def test_predictive_uncertainty_invalid_arguments_raise_clear_error(fuzz):
     "'could not convert string to float', not naming `samples`",
 )
 def test_predictive_uncertainty_unreadable_samples(fuzz):
-    fuzz.clear_error("PredictiveUncertainty", "samples", lambda: PredictiveUncertainty("abc"))
+    fuzz.clear_error(
+        "PredictiveUncertainty", "samples", lambda: PredictiveUncertainty("abc")
+    )
 
 
 def not_models():
-    return {"None": None, "str": "model", "int": 3, "function": lambda x: x,
-            "layer": keras.layers.Dense(3), "array": np.zeros((2, 3))}
+    return {
+        "None": None,
+        "str": "model",
+        "int": 3,
+        "function": lambda x: x,
+        "layer": keras.layers.Dense(3),
+        "array": np.zeros((2, 3)),
+    }
 
 
 X = RNG.uniform(size=(6, DIM)).astype(np.float32)
@@ -185,17 +227,42 @@ X = RNG.uniform(size=(6, DIM)).astype(np.float32)
 
 def test_invalid_arguments_raise_clear_error(fuzz, model):
     entry = "predict_with_uncertainty"
-    check_every(fuzz, entry, "model", not_models(),
-                lambda bad: predict_with_uncertainty(bad, X, num_samples=2))
+    check_every(
+        fuzz,
+        entry,
+        "model",
+        not_models(),
+        lambda bad: predict_with_uncertainty(bad, X, num_samples=2),
+    )
     integers = {"0": 0, "negative": -1, "float": 2.5, "str": "2", "bool": True}
-    check_every(fuzz, entry, "num_samples", integers | {"None": None},
-                lambda bad: predict_with_uncertainty(model, X, num_samples=bad))
-    check_every(fuzz, entry, "batch_size", integers,
-                lambda bad: predict_with_uncertainty(model, X, num_samples=2, batch_size=bad))
-    check_every(fuzz, entry, "from_logits", {"str": "yes", "int": 1},
-                lambda bad: predict_with_uncertainty(model, X, num_samples=2, from_logits=bad))
-    check_every(fuzz, entry, "output", {"index out of range": 5, "unknown name": "nope"},
-                lambda bad: predict_with_uncertainty(model, X, num_samples=2, output=bad))
+    check_every(
+        fuzz,
+        entry,
+        "num_samples",
+        integers | {"None": None},
+        lambda bad: predict_with_uncertainty(model, X, num_samples=bad),
+    )
+    check_every(
+        fuzz,
+        entry,
+        "batch_size",
+        integers,
+        lambda bad: predict_with_uncertainty(model, X, num_samples=2, batch_size=bad),
+    )
+    check_every(
+        fuzz,
+        entry,
+        "from_logits",
+        {"str": "yes", "int": 1},
+        lambda bad: predict_with_uncertainty(model, X, num_samples=2, from_logits=bad),
+    )
+    check_every(
+        fuzz,
+        entry,
+        "output",
+        {"index out of range": 5, "unknown name": "nope"},
+        lambda bad: predict_with_uncertainty(model, X, num_samples=2, output=bad),
+    )
 
 
 @pytest.mark.xfail(
@@ -207,14 +274,21 @@ def test_invalid_arguments_raise_clear_error(fuzz, model):
     "then unusable), NaN inputs '`model` returned NaN or infinite outputs' (names "
     "`model`), none naming `x`",
 )
-@pytest.mark.parametrize("kind", ["None", "empty", "str array", "rank 1", "wrong width", "NaN"])
+@pytest.mark.parametrize(
+    "kind", ["None", "empty", "str array", "rank 1", "wrong width", "NaN"]
+)
 def test_unchecked_inputs_raise_clear_error(fuzz, kind):
     bad = {
-        "None": None, "empty": X[:0], "str array": np.full(X.shape, "a"), "rank 1": X[0],
-        "wrong width": X[:, :3], "NaN": np.where(X > 0.9, np.nan, X),
+        "None": None,
+        "empty": X[:0],
+        "str array": np.full(X.shape, "a"),
+        "rank 1": X[0],
+        "wrong width": X[:, :3],
+        "NaN": np.where(X > 0.9, np.nan, X),
     }[kind]
     fuzz.clear_error(
-        "predict_with_uncertainty", "x",
+        "predict_with_uncertainty",
+        "x",
         lambda: predict_with_uncertainty(linear_model(), bad, num_samples=2),
     )
 
@@ -241,45 +315,100 @@ def original():
     kl_weight=st.sampled_from([0.0, 1e-3, 1.0]),
     seed=st.sampled_from([None, 0, 7]),
 )
-def test_bayesianize_copies_the_weights(fuzz, original, method, layers, kl_weight, seed):
+def test_bayesianize_copies_the_weights(
+    fuzz, original, method, layers, kl_weight, seed
+):
     if method == "mc_dropout":
         layers = None if layers is None else ["dropout"]
-    new = bayesianize(original, layers=layers, method=method, kl_weight=kl_weight, seed=seed)
+    new = bayesianize(
+        original, layers=layers, method=method, kl_weight=kl_weight, seed=seed
+    )
     for name in ("hidden", "head"):
         old_layer, new_layer = original.get_layer(name), new.get_layer(name)
-        expected = {"kernel": old_layer.get_weights()[0], "bias": old_layer.get_weights()[1]}
+        expected = {
+            "kernel": old_layer.get_weights()[0],
+            "bias": old_layer.get_weights()[1],
+        }
         if hasattr(new_layer, "kernel_loc"):
-            actual = {"kernel": keras.ops.convert_to_numpy(new_layer.kernel_loc),
-                      "bias": keras.ops.convert_to_numpy(new_layer.bias_loc)}
+            actual = {
+                "kernel": keras.ops.convert_to_numpy(new_layer.kernel_loc),
+                "bias": keras.ops.convert_to_numpy(new_layer.bias_loc),
+            }
         else:
             actual = dict(zip(("kernel", "bias"), new_layer.get_weights()))
         fuzz.reference("bayesianize", actual, expected, atol=0.0)
     if method == "mc_dropout":
-        fuzz.invariant("bayesianize", isinstance(new.get_layer("dropout"), MCDropout),
-                       "the Dropout layer was not replaced by MCDropout")
+        fuzz.invariant(
+            "bayesianize",
+            isinstance(new.get_layer("dropout"), MCDropout),
+            "the Dropout layer was not replaced by MCDropout",
+        )
 
 
 def test_bayesianize_invalid_arguments_raise_clear_error(fuzz, original):
     unbuilt = keras.Sequential([keras.layers.Dense(3)])
-    check_every(fuzz, "bayesianize", "model", not_models() | {"unbuilt": unbuilt},
-                lambda bad: bayesianize(bad))
-    check_every(fuzz, "bayesianize", "layers",
-                {"unknown name": "nope", "unknown in list": ["nope"], "wrong type": ["dropout"],
-                 "None in list": [None]},
-                lambda bad: bayesianize(original, layers=bad))
-    check_every(fuzz, "bayesianize", "method", {"unknown": "nope", "None": None, "int": 3},
-                lambda bad: bayesianize(original, method=bad))
+    check_every(
+        fuzz,
+        "bayesianize",
+        "model",
+        not_models() | {"unbuilt": unbuilt},
+        lambda bad: bayesianize(bad),
+    )
+    check_every(
+        fuzz,
+        "bayesianize",
+        "layers",
+        {
+            "unknown name": "nope",
+            "unknown in list": ["nope"],
+            "wrong type": ["dropout"],
+            "None in list": [None],
+        },
+        lambda bad: bayesianize(original, layers=bad),
+    )
+    check_every(
+        fuzz,
+        "bayesianize",
+        "method",
+        {"unknown": "nope", "None": None, "int": 3},
+        lambda bad: bayesianize(original, method=bad),
+    )
     numbers = {"negative": -1.0, "str": "1", "None": None, "NaN": np.nan, "bool": True}
-    check_every(fuzz, "bayesianize", "kl_weight", numbers,
-                lambda bad: bayesianize(original, kl_weight=bad))
-    check_every(fuzz, "bayesianize", "initial_scale", numbers | {"0": 0.0},
-                lambda bad: bayesianize(original, initial_scale=bad))
-    check_every(fuzz, "bayesianize", "kernel_prior", {"str": "normal", "int": 3},
-                lambda bad: bayesianize(original, kernel_prior=bad))
+    check_every(
+        fuzz,
+        "bayesianize",
+        "kl_weight",
+        numbers,
+        lambda bad: bayesianize(original, kl_weight=bad),
+    )
+    check_every(
+        fuzz,
+        "bayesianize",
+        "initial_scale",
+        numbers | {"0": 0.0},
+        lambda bad: bayesianize(original, initial_scale=bad),
+    )
+    check_every(
+        fuzz,
+        "bayesianize",
+        "kernel_prior",
+        {"str": "normal", "int": 3},
+        lambda bad: bayesianize(original, kernel_prior=bad),
+    )
 
 
 def test_bayesianize_seed_and_layers_raise_clear_error(fuzz, original):
-    check_every(fuzz, "bayesianize", "seed", {"str": "abc", "negative": -1, "float": 2.5},
-                lambda bad: bayesianize(original, seed=bad))
-    check_every(fuzz, "bayesianize", "layers", {"int": 3},
-                lambda bad: bayesianize(original, layers=bad))
+    check_every(
+        fuzz,
+        "bayesianize",
+        "seed",
+        {"str": "abc", "negative": -1, "float": 2.5},
+        lambda bad: bayesianize(original, seed=bad),
+    )
+    check_every(
+        fuzz,
+        "bayesianize",
+        "layers",
+        {"int": 3},
+        lambda bad: bayesianize(original, layers=bad),
+    )
