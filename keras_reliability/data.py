@@ -18,6 +18,9 @@ from keras import ops
 
 from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.arrays import is_float_dtype
+from keras_reliability.arrays import is_real_dtype
+from keras_reliability.arrays import real_array
 from keras_reliability.models.labels import class_labels
 from keras_reliability.models.outputs import select_output
 
@@ -49,35 +52,66 @@ def take(x, count):
 
 
 def check_finite_inputs(x, argument, owner):
-    """Raises a ValueError naming `argument` if a float input is NaN or infinite."""
+    """Raises a ValueError naming `argument` unless every input is real and finite."""
     for leaf in keras.tree.flatten(x):
         values = np.asarray(ops.convert_to_numpy(leaf)) if not isinstance(leaf, np.ndarray) else leaf
-        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        if not is_real_dtype(values.dtype):
+            raise ValueError(
+                f"{owner}: `{argument}` must hold real numeric inputs; received dtype "
+                f"{values.dtype}."
+            )
+        if is_float_dtype(values.dtype) and not np.all(np.isfinite(values)):
             bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
             raise ValueError(
                 f"{owner}: `{argument}` holds {bad} NaN or infinite input value(s); "
                 "the model's outputs on them would be meaningless."
             )
-        if values.dtype.kind not in "fiub":
+
+
+def check_model_inputs(model, x, argument, owner):
+    """Refuses inputs the model cannot take, naming `argument`, before any pass.
+
+    Arrays (and structures of arrays) must hold at least one example, real
+    finite values and the model's input shapes: a JAX model called on inputs
+    of the wrong shape can be left unusable, and NaN inputs give meaningless
+    outputs (TensorFlow's ReLU even maps them to 0). Datasets and other
+    iterables pass through: their batches are read later.
+    """
+    if x is None:
+        raise ValueError(f"{owner}: `{argument}` is required; received None.")
+    if isinstance(x, (str, bytes)):
+        raise ValueError(
+            f"{owner}: `{argument}` must hold arrays of inputs; received {x!r}."
+        )
+    leaves = keras.tree.flatten(x)
+    if not all(_is_array(leaf) for leaf in leaves):
+        if any(_is_array(leaf) for leaf in leaves) or isinstance(x, (list, dict)):
             raise ValueError(
-                f"{owner}: `{argument}` must hold numeric inputs; received dtype {values.dtype}."
+                f"{owner}: `{argument}` must hold arrays of inputs; received "
+                f"{_describe(x)}."
             )
+        return  # a dataset, generator or loader
+    if num_examples(x, argument, owner) == 0:
+        raise ValueError(f"{owner}: `{argument}` holds no example: received {_describe(x)}.")
+    check_finite_inputs(x, argument, owner)
+    check_input_shapes(model, x, argument, owner)
 
 
 def check_sample_weight(weights, count, name="sample_weight", owner=None):
-    """Float64 weights `(count,)`: finite, non-negative and not all zero.
+    """Float64 weights `(count,)`: real, finite, non-negative and not all zero.
 
     Raises:
         ValueError: naming `name` and the offending value.
     """
     prefix = f"{owner}: " if owner else ""
-    weights = np.asarray(ops.convert_to_numpy(weights), dtype=np.float64)
+    weights = real_array(weights, name, owner)
     if weights.ndim == 2 and weights.shape[1] == 1:
         weights = weights[:, 0]
     if weights.shape != (count,):
         raise ValueError(
             f"{prefix}`{name}` must have shape ({count},); received shape {weights.shape}."
         )
+    weights = weights.astype(np.float64)
     if not np.all(np.isfinite(weights)) or weights.min() < 0:
         bad = weights[~np.isfinite(weights) | (weights < 0)][0]
         raise ValueError(
@@ -324,7 +358,14 @@ def check_input_shapes(model, x, argument, owner):
             f"{owner}: model {model.name!r} takes {len(inputs)} input(s) but "
             f"`{argument}` holds {len(leaves)}."
         )
-    if len(inputs) > 1 and isinstance(x, dict):
+    if isinstance(x, dict):
+        names = [tensor.name for tensor in inputs]
+        missing = [name for name in names if name not in x]
+        if missing:
+            raise ValueError(
+                f"{owner}: `{argument}` is a dict with keys {list(x)}, without the "
+                f"input(s) {missing} of model {model.name!r}."
+            )
         return  # matched by name inside Keras
     for leaf, tensor in zip(leaves, inputs):
         expected = tuple(tensor.shape[1:])
@@ -384,9 +425,7 @@ def input_arrays(data, argument, max_samples, owner):
             f"{owner}: `{argument}` must hold at least one example of shape "
             f"(num_examples, ...); received shape {x.shape}."
         )
-    if not np.issubdtype(x.dtype, np.number) or (
-        x.dtype.kind == "f" and not np.all(np.isfinite(x))
-    ):
+    if not is_real_dtype(x.dtype) or (is_float_dtype(x.dtype) and not np.all(np.isfinite(x))):
         raise ValueError(f"{owner}: `{argument}` holds NaN, infinite or non-numeric values.")
     if y is not None:
         y = y if isinstance(y, np.ndarray) else np.asarray(ops.convert_to_numpy(y))

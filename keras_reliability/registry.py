@@ -104,16 +104,20 @@ def _check_kind(kind):
     )
 
 
-def _normalize_name(name, argument="name"):
+def _prefix(owner):
+    return f"{owner}: " if owner else ""
+
+
+def _normalize_name(name, argument="name", owner=None):
     if not isinstance(name, str):
         raise TypeError(
-            f"Invalid type for argument `{argument}`: expected a non-empty "
-            f"string, received {name!r} of type {type(name).__name__}."
+            f"{_prefix(owner)}Invalid type for argument `{argument}`: expected a "
+            f"non-empty string, received {name!r} of type {type(name).__name__}."
         )
     if not name:
         raise ValueError(
-            f"Invalid value for argument `{argument}`: expected a non-empty "
-            f"string, received {name!r}."
+            f"{_prefix(owner)}Invalid value for argument `{argument}`: expected a "
+            f"non-empty string, received {name!r}."
         )
     return name.lower()
 
@@ -472,26 +476,33 @@ def available(kind):
     return sorted(_registry[kind])
 
 
-def _lookup(kind, key, shown):
+def _lookup(kind, key, shown, argument, owner):
     load_plugins()
     try:
         return _registry[kind][key]
     except KeyError:
         pass
     names = ", ".join(repr(n) for n in sorted(_registry[kind])) or "none"
-    message = f"Unknown {kind} {shown!r}. Available: {names}."
+    message = (
+        f"{_prefix(owner)}Unknown {kind} {shown!r} for argument `{argument}`. "
+        f"Available: {names}."
+    )
     if _failed_plugins:
         failures = "; ".join(f"{n!r} ({e})" for n, e in _failed_plugins.items())
         message += f" Note: some plugins failed to load: {failures}."
     raise ValueError(message)
 
 
-def get_object(kind, name):
+def get_object(kind, name, *, argument="name", owner=None):
     """Returns the class or function registered as `name`, not instantiated.
 
     Args:
         kind: One of `KINDS`.
         name: Registered name (case-insensitive).
+        argument: the name of the argument that held `name`, for error
+            messages: a tool that takes a plugin name as one of its own
+            arguments passes that argument's name (e.g. `"recipe"`).
+        owner: optional name of that tool, prefixed to error messages.
 
     Returns:
         The registered class or function.
@@ -507,10 +518,10 @@ def get_object(kind, name):
     'Energy'
     """
     _check_kind(kind)
-    return _lookup(kind, _normalize_name(name), name)
+    return _lookup(kind, _normalize_name(name, argument, owner), name, argument, owner)
 
 
-def get(kind, identifier):
+def get(kind, identifier, *, argument="identifier", owner=None):
     """Retrieves a registered object, like `keras.metrics.get()`.
 
     Args:
@@ -524,6 +535,11 @@ def get(kind, identifier):
               takes no config;
             - a class: instantiated with no arguments;
             - an instance or any other callable: returned unchanged.
+        argument: the name of the argument that held `identifier`, for
+            error messages: a tool that takes plugins as one of its own
+            arguments passes that argument's name (e.g. `"metrics[0]"`), so
+            that its users read which of their arguments is wrong.
+        owner: optional name of that tool, prefixed to error messages.
 
     Returns:
         The resolved instance or function.
@@ -550,36 +566,10 @@ def get(kind, identifier):
     """
     _check_kind(kind)
     if isinstance(identifier, str):
-        obj = _lookup(kind, _normalize_name(identifier, "identifier"), identifier)
+        obj = get_object(kind, identifier, argument=argument, owner=owner)
         return obj() if inspect.isclass(obj) else obj
     if isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(
-                f"Invalid {kind} config for argument `identifier`: expected a "
-                "dict with keys 'class_name' and 'config'. Received: "
-                f"{identifier!r}"
-            )
-        class_name = identifier["class_name"]
-        key = _normalize_name(class_name, "identifier['class_name']")
-        config = identifier.get("config")
-        if config is None:
-            config = {}
-        if not isinstance(config, dict):
-            raise TypeError(
-                "Invalid type for argument `identifier['config']`: expected a "
-                f"dict, received {config!r} of type {type(config).__name__}."
-            )
-        obj = _lookup(kind, key, class_name)
-        if inspect.isclass(obj):
-            if hasattr(obj, "from_config"):
-                return obj.from_config(config)
-            return obj(**config)
-        if config:
-            raise ValueError(
-                f"The {kind} {class_name!r} is a function and takes no config. "
-                f"Received: {identifier!r}"
-            )
-        return obj
+        return _from_config(kind, identifier, argument, owner)
     if inspect.isclass(identifier):
         return identifier()
     # Builtin values (None, numbers, lists...) are never valid plugins, while
@@ -587,8 +577,44 @@ def get(kind, identifier):
     if callable(identifier) or type(identifier).__module__ != "builtins":
         return identifier
     raise ValueError(
-        f"Invalid value for argument `identifier`: could not interpret "
-        f"{identifier!r} as a {kind}. Expected a registered name (str), a "
-        "config dict with keys 'class_name' and 'config', a class, an "
+        f"{_prefix(owner)}Invalid value for argument `{argument}`: could not "
+        f"interpret {identifier!r} as a {kind}. Expected a registered name "
+        "(str), a config dict with keys 'class_name' and 'config', a class, an "
         "instance or a callable."
     )
+
+
+def _from_config(kind, identifier, argument, owner):
+    """The object a config dict `{"class_name": name, "config": {...}}` names."""
+    prefix = _prefix(owner)
+    if "class_name" not in identifier:
+        raise ValueError(
+            f"{prefix}Invalid {kind} config for argument `{argument}`: expected a "
+            "dict with keys 'class_name' and 'config'. Received: "
+            f"{identifier!r}"
+        )
+    class_name = identifier["class_name"]
+    name_argument = f"{argument}['class_name']"
+    key = _normalize_name(class_name, name_argument, owner)
+    config = identifier.get("config")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise TypeError(
+            f"{prefix}Invalid type for argument `{argument}['config']`: expected "
+            f"a dict, received {config!r} of type {type(config).__name__}."
+        )
+    # Looked up once the arguments are known to be valid: the lookup loads
+    # the plugins.
+    obj = _lookup(kind, key, class_name, name_argument, owner)
+    if inspect.isclass(obj):
+        if hasattr(obj, "from_config"):
+            return obj.from_config(config)
+        return obj(**config)
+    if config:
+        raise ValueError(
+            f"{prefix}Invalid value for argument `{argument}`: the {kind} "
+            f"{class_name!r} is a function and takes no config. Received: "
+            f"{identifier!r}"
+        )
+    return obj

@@ -19,6 +19,8 @@ from keras import ops
 
 from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.arrays import real_array
+from keras_reliability.data import check_model_inputs
 from keras_reliability.models import read_model
 from keras_reliability.layers.sampling import sample_groups
 
@@ -37,8 +39,9 @@ class PredictiveUncertainty:
     All entropies are in nats. With `p_t` the class probabilities of sample
     `t` and `p` their mean: `predictive_entropy = H(p)`,
     `aleatoric = mean_t H(p_t)`, `epistemic = H(p) - mean_t H(p_t)` (the
-    mutual information, >= 0), and `variation_ratio = 1 - (votes for the modal
-    class) / T`.
+    mutual information, >= 0; exactly 0 for a row whose samples all lie
+    within 1e-6 of each other, which is float32 rounding, not sampling), and
+    `variation_ratio = 1 - (votes for the modal class) / T`.
 
     Attributes:
         samples: array (num_examples, num_samples, num_classes) of
@@ -49,7 +52,7 @@ class PredictiveUncertainty:
     """
 
     def __init__(self, samples):
-        samples = np.asarray(samples, dtype=np.float64)
+        samples = real_array(samples, "samples", "PredictiveUncertainty").astype(np.float64)
         if samples.ndim != 3:
             raise ValueError(
                 "`samples` must have shape (num_examples, num_samples, num_classes); "
@@ -169,6 +172,7 @@ def predict_with_uncertainty(
     num_samples = check_positive_int(num_samples, "num_samples")
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     reading = read_model(model, output=output, from_logits=from_logits, owner=_OWNER)
+    check_model_inputs(model, x, "x", _OWNER)
     reading.require_class_scores()
     outputs = distributed.predict(
         _monte_carlo_model(model, num_samples, reading.output_index),

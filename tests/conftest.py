@@ -476,6 +476,26 @@ BACKEND_INDEPENDENT = {
 
 SKIP_BACKEND_INDEPENDENT = os.environ.get("KERAS_RELIABILITY_SKIP_BACKEND_INDEPENDENT") == "1"
 
+# Suites that reach a backend but whose point is not the backend: the
+# reproductions of published numbers on real data (each tool's backend paths
+# are covered on every backend by its unit tests and the conformance matrix)
+# and the argument fuzz suite (thousands of generated calls). scripts/test.sh
+# runs them on the leg named by KERAS_RELIABILITY_ONE_BACKEND (JAX, the
+# fastest); the other legs deselect them. Unset, every leg runs them.
+ONE_BACKEND = (
+    "tests/fuzz/",
+    "tests/ood/test_ood_real_data.py",
+    "tests/layers/test_bayesian_real_data.py",
+    "tests/attacks/test_attacks_real_models.py",
+)
+_ONE_BACKEND_LEG = os.environ.get("KERAS_RELIABILITY_ONE_BACKEND")
+SKIP_ONE_BACKEND = _ONE_BACKEND_LEG not in (None, "", BACKEND)
+
+
+def is_one_backend(nodeid):
+    """Whether `nodeid` is in one of the `ONE_BACKEND` suites."""
+    return nodeid.startswith(ONE_BACKEND)
+
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -518,11 +538,19 @@ def _warn_about_stale_entries(items):
 def pytest_collection_modifyitems(config, items):
     # tryfirst: checked on the whole collection, before -k / -m deselection.
     _warn_about_stale_entries(items)
-    if not SKIP_BACKEND_INDEPENDENT:
-        return
+    stale = [path for path in ONE_BACKEND if not (_ROOT / path).exists()]
+    if stale:
+        warnings.warn(
+            pytest.PytestConfigWarning(
+                f"ONE_BACKEND in tests/conftest.py names missing paths: {', '.join(stale)}"
+            )
+        )
     kept, deselected = [], []
     for item in items:
-        (deselected if is_backend_independent(item.nodeid) else kept).append(item)
+        skip = (SKIP_BACKEND_INDEPENDENT and is_backend_independent(item.nodeid)) or (
+            SKIP_ONE_BACKEND and is_one_backend(item.nodeid)
+        )
+        (deselected if skip else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

@@ -16,6 +16,7 @@ from keras import ops
 
 from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.arguments import check_seed
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
 from keras_reliability.backend import keep_variables
@@ -76,7 +77,8 @@ class Attack:
         use_predicted_labels: attack the model's predicted labels instead of
             the true ones (then `y` may be None).
         batch_size: examples per batch.
-        seed: seed of the attack's randomness (random starts, sampling).
+        seed: seed of the attack's randomness (random starts, sampling),
+            None or an integer in 0..2**32 - 1.
         name: name used in log keys and plots.
     """
 
@@ -98,8 +100,8 @@ class Attack:
         self.input_range = check_input_range(input_range, owner)
         self.use_predicted_labels = bool(use_predicted_labels)
         self.batch_size = check_positive_int(batch_size, "batch_size", owner=owner)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed = check_seed(seed, owner=owner)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.name = name or getattr(type(self), "registered_name", owner.lower())
 
     # Public API ------------------------------------------------------------
@@ -125,7 +127,7 @@ class Attack:
         """
         owner = type(self).__name__
         check_single_input(model, owner)
-        x = _float_inputs(x, owner)
+        x = float_inputs(x, owner)
         # Before any forward pass: on JAX a call on inputs of the wrong shape
         # can leave the model's variables empty.
         check_input_shapes(model, x, "x", owner)
@@ -284,23 +286,33 @@ class Attack:
         return f"{type(self).__name__}({arguments})"
 
 
-def _float_inputs(x, owner):
+def float_inputs(x, owner, argument="x"):
+    """Inputs to attack as a float32 numpy batch, or a ValueError naming `argument`.
+
+    Attacks take one array of finite float inputs: integer pixels would be
+    perturbed on the wrong scale, and strings or complex values would only
+    fail (or be cast silently) deep inside the attack.
+    """
     if x is None or keras.tree.is_nested(x):
         raise ValueError(
-            f"{owner}: `x` must be one array of float inputs; received "
+            f"{owner}: `{argument}` must be one array of float inputs; received "
             f"{type(x).__name__}."
         )
     x = np.asarray(ops.convert_to_numpy(x))
     if x.dtype.kind in "iub":
         raise ValueError(
-            f"{owner}: `x` has the integer dtype {x.dtype}; attacks need float inputs "
-            "on the scale the model was trained on (e.g. pixels / 255 with "
+            f"{owner}: `{argument}` has the integer dtype {x.dtype}; attacks need float "
+            "inputs on the scale the model was trained on (e.g. pixels / 255 with "
             "`input_range=(0, 1)`)."
         )
     if x.dtype.kind != "f":
-        raise ValueError(f"{owner}: `x` must hold float inputs; received dtype {x.dtype}.")
+        raise ValueError(
+            f"{owner}: `{argument}` must hold float inputs; received dtype {x.dtype}."
+        )
     if x.ndim < 2 or len(x) == 0:
-        raise ValueError(f"{owner}: `x` must be a non-empty batch; received shape {x.shape}.")
+        raise ValueError(
+            f"{owner}: `{argument}` must be a non-empty batch; received shape {x.shape}."
+        )
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"{owner}: `x` holds NaN or infinite values.")
+        raise ValueError(f"{owner}: `{argument}` holds NaN or infinite values.")
     return x.astype(np.float32, copy=False)

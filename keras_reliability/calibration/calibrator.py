@@ -7,8 +7,11 @@ import numpy as np
 from keras import ops
 
 from keras_reliability import distributed
+from keras_reliability.arrays import real_array
+from keras_reliability.data import check_model_inputs
 from keras_reliability.metrics._inputs import classification_inputs
-from keras_reliability.data import check_input_shapes
+from keras_reliability.metrics._inputs import float_tensor
+from keras_reliability.models import class_labels
 from keras_reliability.models import read_model
 from keras_reliability.models import select_output
 
@@ -44,6 +47,13 @@ class Calibrator(keras.layers.Layer):
                 f"`from_logits` must be a bool; received {from_logits!r}."
             )
         self.from_logits = from_logits
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Keras casts the inputs before `call`: None or strings would fail
+        # there, with a message that does not name `inputs`.
+        if not (ops.is_tensor(inputs) or isinstance(inputs, keras.KerasTensor)):
+            real_array(inputs, "inputs", type(self).__name__)
+        return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs):
         if self.from_logits:
@@ -111,7 +121,7 @@ class Calibrator(keras.layers.Layer):
 
     @staticmethod
     def _num_columns(y_pred):
-        shape = ops.shape(ops.convert_to_tensor(y_pred))
+        shape = ops.shape(float_tensor(y_pred, "y_pred"))
         return 1 if len(shape) == 1 else int(shape[-1])
 
     @classmethod
@@ -145,9 +155,7 @@ class Calibrator(keras.layers.Layer):
         declared = from_logits
         reading = read_model(model, from_logits=from_logits, owner=owner)
         reading.require_class_scores()
-        if x is None:
-            raise ValueError(f"{owner}: `x` is required; received None.")
-        check_input_shapes(model, x, "x", owner)
+        check_model_inputs(model, x, "x", owner)
         outputs = select_output(
             distributed.predict(model, x, batch_size=batch_size), reading.output_index
         )
@@ -163,7 +171,10 @@ class Calibrator(keras.layers.Layer):
             )
         kwargs.setdefault("dtype", "float32")
         calibrator = cls(from_logits=from_logits, **kwargs)
-        calibrator.fit(outputs, y, sample_weight=sample_weight)
+        num_columns = 1 if outputs.ndim == 1 else outputs.shape[-1]
+        # Checked here so that the messages name `y`, not fit's `y_true`.
+        labels = class_labels(y, len(outputs), max(num_columns, 2), name="y", owner=owner)
+        calibrator.fit(outputs, labels, sample_weight=sample_weight)
         return keras.Sequential([model, calibrator], name=f"{model.name}_calibrated")
 
     def get_config(self):

@@ -10,10 +10,14 @@ from keras import ops
 
 from keras_reliability import backend
 from keras_reliability import registry
+from keras_reliability.arguments import check_keyword_options
+from keras_reliability.arguments import check_number
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.arguments import check_seed
+from keras_reliability.arguments import check_str
 from keras_reliability.attacks.attack import check_input_range
+from keras_reliability.attacks.attack import float_inputs
 from keras_reliability.callbacks.log_files import warn_on_overwrite
-from keras_reliability.data import check_finite_inputs
 from keras_reliability.data import check_input_shapes
 from keras_reliability.models import check_single_input
 from keras_reliability.models import class_labels
@@ -61,14 +65,17 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             `"noise"`).
         input_range: `(lo, hi)` of valid inputs.
         recipe_options: extra constructor arguments of a named recipe, e.g.
-            `{"steps": 10}` for `"pgd"` or `{"beta": 6.0}` for `"trades"`.
+            `{"steps": 10}` for `"pgd"` or `{"beta": 6.0}` for `"trades"`;
+            checked against the recipe's constructor. None with a recipe
+            instance.
         eval_data: `(x, y)` arrays for the robust-accuracy evaluation.
         eval_attacks: attack names or instances; names are built with
             `eval_epsilon` and `input_range`.
         eval_epsilon: budget of the evaluation attacks (default `epsilon`).
         eval_every: evaluate every this many epochs.
         max_eval_samples: evaluate on at most this many examples.
-        seed: seed of the recipes' randomness.
+        seed: seed of the recipes' and the evaluation attacks' randomness,
+            None or an integer in 0..2**32 - 1.
         prefix: prefix of the log keys.
 
     Example:
@@ -104,51 +111,72 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         prefix="adv_",
     ):
         super().__init__()
+        # Plain arguments first: the recipe and the attacks built below would
+        # report a bad value as their own argument (e.g. FGSM's `epsilon`).
         self.input_range = check_input_range(input_range, _OWNER)
         if self.input_range is None:
             raise ValueError(f"{_OWNER}: `input_range` is required, e.g. (0, 1).")
-        self.epsilon = epsilon
-        self.recipe_options = dict(recipe_options or {})
-        self.recipe_identifier = recipe
-        if recipe is None or not (isinstance(recipe, str) or hasattr(recipe, "transform")):
-            raise ValueError(
-                f"{_OWNER}: `recipe` must be a recipe name (e.g. 'pgd', 'fgsm_rs') or a "
-                f"recipe instance; received {recipe!r}."
-            )
-        if isinstance(recipe, str):
-            recipe_class = registry.get_object("training_recipe", recipe)
-            recipe = recipe_class(
-                epsilon=epsilon, input_range=self.input_range, **self.recipe_options
-            )
-        self.recipe = recipe
-        self.eval_epsilon = epsilon if eval_epsilon is None else eval_epsilon
+        self.epsilon = check_number(epsilon, "epsilon", positive=False, owner=_OWNER)
+        self.eval_epsilon = (
+            self.epsilon
+            if eval_epsilon is None
+            else check_number(eval_epsilon, "eval_epsilon", positive=False, owner=_OWNER)
+        )
         self.eval_every = check_positive_int(eval_every, "eval_every", owner=_OWNER)
         self.max_eval_samples = check_positive_int(
             max_eval_samples, "max_eval_samples", allow_none=True, owner=_OWNER
         )
-        self.seed = seed
-        self.prefix = prefix
-        if isinstance(eval_attacks, str) or not isinstance(eval_attacks, (list, tuple, type(None))):
-            raise ValueError(
-                f"{_OWNER}: `eval_attacks` must be a list or tuple of attack names or "
-                f"objects; received {eval_attacks!r}"
-                + (f" (write ({eval_attacks!r},))." if isinstance(eval_attacks, str) else ".")
-            )
-        self.eval_attack_identifiers = tuple(eval_attacks or ())
+        self.seed = check_seed(seed, owner=_OWNER)
+        self.prefix = check_str(prefix, "prefix", owner=_OWNER)
+        self.recipe_identifier = recipe
+        self.recipe, self.recipe_options = self._build_recipe(recipe, recipe_options)
+        self.eval_attack_identifiers = _check_eval_attacks(eval_attacks)
         self.eval_attacks = {}
-        for identifier in self.eval_attack_identifiers:
-            if isinstance(identifier, str):
-                attack = registry.get_object("attack", identifier)(
-                    epsilon=self.eval_epsilon, input_range=self.input_range, seed=seed
-                )
-            else:
-                attack = registry.get("attack", identifier)
+        for index, identifier in enumerate(self.eval_attack_identifiers):
+            attack = self._build_attack(identifier, f"eval_attacks[{index}]")
             self.eval_attacks[attack.name] = attack
         self.eval_data = None if eval_data is None else self._check_eval_data(eval_data)
         self._installed = None
         self._eval_labels = None
         self._warned_keys = set()
         self.history = {}
+
+    def _build_recipe(self, recipe, recipe_options):
+        """`(recipe, options)`: the recipe instance and the options it was built with."""
+        if recipe is None or not (isinstance(recipe, str) or hasattr(recipe, "transform")):
+            raise ValueError(
+                f"{_OWNER}: `recipe` must be a recipe name (e.g. 'pgd', 'fgsm_rs') or a "
+                f"recipe instance; received {recipe!r}."
+            )
+        if not isinstance(recipe, str):
+            if recipe_options:
+                raise ValueError(
+                    f"{_OWNER}: `recipe_options` only applies to a recipe name; with a "
+                    f"recipe instance, pass the options to its constructor. Received "
+                    f"recipe_options={recipe_options!r}."
+                )
+            return recipe, {}
+        recipe_class = registry.get_object(
+            "training_recipe", recipe, argument="recipe", owner=_OWNER
+        )
+        # The callback passes `epsilon` and `input_range` itself.
+        options = check_keyword_options(
+            recipe_options,
+            "recipe_options",
+            recipe_class,
+            supplied=("epsilon", "input_range"),
+            owner=_OWNER,
+        )
+        return recipe_class(epsilon=self.epsilon, input_range=self.input_range, **options), options
+
+    def _build_attack(self, identifier, argument):
+        """An evaluation attack; a name is built with `eval_epsilon` and `input_range`."""
+        if not isinstance(identifier, str):
+            return registry.get("attack", identifier, argument=argument, owner=_OWNER)
+        attack_class = registry.get_object("attack", identifier, argument=argument, owner=_OWNER)
+        return attack_class(
+            epsilon=self.eval_epsilon, input_range=self.input_range, seed=self.seed
+        )
 
     @property
     def log_keys(self):
@@ -184,7 +212,6 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
         if self.eval_data is not None:
             x, y = self.eval_data
             check_input_shapes(model, x, "eval_data", _OWNER)
-            check_finite_inputs(x, "eval_data", _OWNER)
             # Checks the model against the data, and reads its kind.
             with backend.keep_variables(model):
                 probe = extractor.predict(x[:8])
@@ -327,21 +354,18 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
                 f"{_OWNER}: `eval_data` inputs must be one array; attacks perturb models "
                 "with one input."
             )
-        x = np.asarray(ops.convert_to_numpy(eval_data[0]))
+        # The attacks' own check: one non-empty batch of finite floats
+        # (integer, string or complex inputs are refused, not cast).
+        x = float_inputs(eval_data[0], _OWNER, "eval_data")
         y = np.asarray(ops.convert_to_numpy(eval_data[1]))
-        if len(x) == 0 or len(x) != len(y):
+        if len(x) != len(y):
             raise ValueError(
-                f"{_OWNER}: `eval_data` must hold as many labels as inputs (at least "
-                f"one); received {len(x)} inputs and {len(y)} labels."
-            )
-        if x.dtype.kind in "iub":
-            raise ValueError(
-                f"{_OWNER}: `eval_data` inputs have the integer dtype {x.dtype}; pass "
-                "float inputs on the model's scale (e.g. pixels / 255)."
+                f"{_OWNER}: `eval_data` must hold as many labels as inputs; received "
+                f"{len(x)} inputs and {len(y)} labels."
             )
         if self.max_eval_samples is not None:
             x, y = x[: self.max_eval_samples], y[: self.max_eval_samples]
-        return x.astype(np.float32), y
+        return x, y
 
     def get_config(self):
         """Constructor arguments except `eval_data` (data is not saved)."""
@@ -374,6 +398,17 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             for a in config.get("eval_attacks", ())
         ]
         return cls(eval_data=eval_data, **config)
+
+
+def _check_eval_attacks(eval_attacks):
+    """`eval_attacks` as a tuple of attack names or objects."""
+    if isinstance(eval_attacks, str) or not isinstance(eval_attacks, (list, tuple, type(None))):
+        raise ValueError(
+            f"{_OWNER}: `eval_attacks` must be a list or tuple of attack names or "
+            f"objects; received {eval_attacks!r}"
+            + (f" (write ({eval_attacks!r},))." if isinstance(eval_attacks, str) else ".")
+        )
+    return tuple(eval_attacks or ())
 
 
 def restore(model):

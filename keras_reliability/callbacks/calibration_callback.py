@@ -10,6 +10,7 @@ import numpy as np
 from keras_reliability import registry
 from keras_reliability.calibration import TemperatureScaling
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.arguments import check_str
 from keras_reliability.callbacks.log_files import check_log_dir
 from keras_reliability.callbacks.log_files import save_png
 from keras_reliability.callbacks.log_files import warn_on_overwrite
@@ -108,8 +109,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             )
         self.metric_identifiers = tuple(metrics)
         self._metrics = [
-            (self._metric_key(identifier), registry.get("calibration_metric", identifier))
-            for identifier in metrics
+            self._metric(index, identifier) for index, identifier in enumerate(metrics)
         ]
         self.fit_temperature = bool(fit_temperature)
         self.plot_every = check_positive_int(plot_every, "plot_every", allow_none=True)
@@ -125,7 +125,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             )
         self.from_logits = from_logits
         self.every = check_positive_int(every, "every")
-        self.prefix = prefix
+        self.prefix = check_str(prefix, "prefix", owner=_OWNER)
         self.data = HeldOutData(
             validation_data,
             max_samples=max_samples,
@@ -140,6 +140,16 @@ class CalibrationCallback(keras.callbacks.Callback):
         self.history = {}
         self.latest_epoch = None
         self._latest_outputs = None
+
+    @classmethod
+    def _metric(cls, index, identifier):
+        """`(log key, metric)` of one entry of `metrics`."""
+        # Errors name the entry (`metrics[1]`), not the registry's own
+        # `identifier` argument.
+        metric = registry.get(
+            "calibration_metric", identifier, argument=f"metrics[{index}]", owner=_OWNER
+        )
+        return cls._metric_key(identifier), metric
 
     @staticmethod
     def _metric_key(identifier):

@@ -8,7 +8,10 @@ import numpy as np
 
 from keras_reliability import distributed
 from keras_reliability import registry
+from keras_reliability.arguments import check_int_in_range
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.arguments import check_seed
+from keras_reliability.arguments import check_str
 from keras_reliability.callbacks.log_files import check_log_dir
 from keras_reliability.callbacks.log_files import save_png
 from keras_reliability.callbacks.log_files import warn_on_overwrite
@@ -16,7 +19,9 @@ from keras_reliability.data import check_input_shapes
 from keras_reliability.data import input_arrays
 from keras_reliability.metrics.ood import evaluate_ood
 from keras_reliability.models import ModelOutputs
+from keras_reliability.models import class_labels
 from keras_reliability.models import feature_extractor
+from keras_reliability.ood.synthetic import BLUR_SIGMAS
 from keras_reliability.ood.synthetic import describe_synthetic_sets
 from keras_reliability.ood.synthetic import synthetic_ood_sets
 
@@ -86,8 +91,9 @@ class OODMonitorCallback(keras.callbacks.Callback):
         max_samples: use at most this many examples of `in_data`, of every
             OOD set and of `fit_data` (the first ones).
         batch_size: batch size of the forward passes.
-        synthetic_severity: severity, 1 to 5, of the synthetic corruptions.
-        seed: seed of the synthetic sets.
+        synthetic_severity: severity, an integer 1 to 5, of the synthetic
+            corruptions.
+        seed: seed of the synthetic sets, None or an integer in 0..2**32 - 1.
         prefix: prefix of the log keys.
 
     Example:
@@ -143,13 +149,23 @@ class OODMonitorCallback(keras.callbacks.Callback):
         self.batch_size = check_positive_int(
             batch_size, "batch_size", allow_none=True, owner=_OWNER
         )
-        self.synthetic_severity = synthetic_severity
-        self.seed = seed
-        self.prefix = prefix
+        # Checked now although only used without `ood_data`, at train begin:
+        # a wrong value would otherwise fail after `fit` has started.
+        self.synthetic_severity = check_int_in_range(
+            synthetic_severity,
+            "synthetic_severity",
+            1,
+            len(BLUR_SIGMAS),  # the severity tables have one entry per severity
+            owner=_OWNER,
+        )
+        self.seed = check_seed(seed, owner=_OWNER)
+        self.prefix = check_str(prefix, "prefix", owner=_OWNER)
         self.scorer_identifiers = _check_scorer_list(scorers)
         self.scorers = {}
-        for identifier in self.scorer_identifiers:
-            scorer = registry.get("ood_scorer", identifier)
+        for index, identifier in enumerate(self.scorer_identifiers):
+            scorer = registry.get(
+                "ood_scorer", identifier, argument=f"scorers[{index}]", owner=_OWNER
+            )
             key = _scorer_key(identifier, scorer)
             if key in self.scorers:
                 raise ValueError(
@@ -233,6 +249,16 @@ class OODMonitorCallback(keras.callbacks.Callback):
         for scorer in self._shared_scorers().values():
             # Refuses log-probabilities for scorers that need exact logits.
             scorer.logits(probe)
+        if self.y_fit is not None:
+            # Checked here, against the model's classes, so that a bad label
+            # is reported as `fit_data`'s rather than by the scorer's `fit`.
+            self.y_fit = class_labels(
+                self.y_fit,
+                len(self.x_fit),
+                probe.logits.shape[1],
+                name="fit_data labels",
+                owner=_OWNER,
+            )
         # Fitting errors (too few examples, one class) surface now, not
         # after the first epoch.
         self._fit_scorers()

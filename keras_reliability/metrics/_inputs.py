@@ -48,7 +48,7 @@ def classification_inputs(
             f"`from_logits` must be True or False; received {from_logits!r}."
         )
     from_logits = bool(from_logits)
-    y_pred = _as_float_tensor(y_pred, "y_pred")
+    y_pred = float_tensor(y_pred, "y_pred")
     if len(y_pred.shape) == 1:
         y_pred = ops.expand_dims(y_pred, -1)
     if len(y_pred.shape) != 2:
@@ -85,7 +85,7 @@ def classification_inputs(
     return labels, y_pred, weights
 
 
-def _as_float_tensor(x, name):
+def float_tensor(x, name):
     """`x` as a float32 tensor, refusing what is not an array of real numbers.
 
     Backend tensors are checked by their dtype only (no copy to the host);

@@ -37,6 +37,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_reliability.arrays import is_real_dtype
+from keras_reliability.arrays import real_array
 from keras_reliability.metrics import binning
 from keras_reliability.metrics.calibration import check_num_bins
 
@@ -173,6 +175,7 @@ class _BinnedCalibrationError(keras.metrics.Metric):
         self._num_classes = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = self._check_structure(y_true, y_pred)
         y_pred = ops.convert_to_tensor(y_pred, dtype="float32")
         if len(y_pred.shape) == 1:
             y_pred = ops.expand_dims(y_pred, -1)
@@ -250,6 +253,48 @@ class _BinnedCalibrationError(keras.metrics.Metric):
         if self.from_logits:
             return ops.concatenate([ops.zeros_like(y_pred), y_pred], axis=-1)
         return ops.concatenate([1.0 - y_pred, y_pred], axis=-1)
+
+    def _check_structure(self, y_true, y_pred):
+        """Refuses arrays whose dtype or shape no row could fix.
+
+        Dtypes and ranks are known when a compiled step is traced, so these
+        errors are raised there too; only value problems are counted.
+        """
+        owner = f"{type(self).__name__}.update_state"
+        arrays = {}
+        for name, value in (("y_true", y_true), ("y_pred", y_pred)):
+            if not ops.is_tensor(value) and not isinstance(value, keras.KerasTensor):
+                value = real_array(value, name, owner)
+            elif not is_real_dtype(value.dtype):
+                raise ValueError(
+                    f"{owner}: `{name}` must hold real numbers; received dtype {value.dtype}."
+                )
+            arrays[name] = value
+        y_true, y_pred = arrays["y_true"], arrays["y_pred"]
+        if len(y_pred.shape) not in (1, 2):
+            raise ValueError(
+                f"{owner}: `y_pred` must have shape (batch, num_classes) or (batch,); "
+                f"received shape {tuple(y_pred.shape)}."
+            )
+        width = y_pred.shape[-1] if len(y_pred.shape) == 2 else 1
+        num_classes = None if width is None else max(width, 2)
+        if len(y_true.shape) not in (1, 2) or (
+            len(y_true.shape) == 2
+            and None not in (num_classes, y_true.shape[-1])
+            and y_true.shape[-1] not in (1, num_classes)
+        ):
+            raise ValueError(
+                f"{owner}: `y_true` must hold class labels (batch,), (batch, 1) or one-hot "
+                f"(batch, {num_classes}) for `y_pred` of shape {tuple(y_pred.shape)}; "
+                f"received shape {tuple(y_true.shape)}."
+            )
+        rows = {y_true.shape[0], y_pred.shape[0]} - {None}
+        if len(rows) > 1:
+            raise ValueError(
+                f"{owner}: `y_true` has {y_true.shape[0]} rows but `y_pred` has "
+                f"{y_pred.shape[0]}."
+            )
+        return y_true, y_pred
 
     @staticmethod
     def _sparse_labels(y_true, num_classes):

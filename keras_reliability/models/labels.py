@@ -10,6 +10,8 @@ that names the argument and the value.
 import numpy as np
 from keras import ops
 
+from keras_reliability.arrays import is_real_dtype
+
 
 def class_labels(y, num_examples, num_classes, *, name="y", owner=None):
     """Checks labels against the number of examples and classes.
@@ -39,6 +41,12 @@ def class_labels(y, num_examples, num_classes, *, name="y", owner=None):
             f"{prefix}`{name}` must be an array of class labels; could not read it "
             f"({type(error).__name__}: {error})."
         ) from None
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)
+    if not is_real_dtype(labels.dtype):
+        raise ValueError(
+            f"{prefix}`{name}` must hold integer class labels; received dtype {labels.dtype}."
+        )
     expected = "" if num_examples is None else f"{num_examples}"
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
@@ -59,12 +67,6 @@ def class_labels(y, num_examples, num_classes, *, name="y", owner=None):
     if num_examples is not None and len(labels) != num_examples:
         raise ValueError(
             f"{prefix}`{name}` has {len(labels)} labels for {num_examples} examples."
-        )
-    if labels.dtype == bool:
-        labels = labels.astype(np.int64)
-    if not np.issubdtype(labels.dtype, np.number):
-        raise ValueError(
-            f"{prefix}`{name}` must hold integer class labels; received dtype {labels.dtype}."
         )
     if labels.size == 0:
         raise ValueError(f"{prefix}`{name}` is empty: received shape {labels.shape}.")

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_reliability.backend import keep_variables
-from keras_reliability.data import check_input_shapes
+from keras_reliability.data import check_model_inputs
 from keras_reliability.models import feature_extractor
 from keras_reliability.models import class_labels
 from keras_reliability.models import feature_key
@@ -86,14 +86,7 @@ class OODScorer:
     def extract(self, model, x, batch_size=None):
         """The `ModelOutputs` this scorer needs, from one forward pass."""
         owner = type(self).__name__
-        # Before any forward pass: on JAX a call on inputs of the wrong shape
-        # can leave the model's variables empty. (Datasets are not checked.)
-        leaves = keras.tree.flatten(x)
-        if leaves and all(
-            hasattr(leaf, "shape") and hasattr(leaf, "dtype") and not hasattr(leaf, "element_spec")
-            for leaf in leaves
-        ):
-            check_input_shapes(model, x, "x", owner)
+        check_model_inputs(model, x, "x", owner)
         extractor = feature_extractor(model, self.feature_layers(), owner)
         # A dataset of the wrong shape fails inside Keras' JAX predict, which
         # then leaves the variables empty.

@@ -513,7 +513,10 @@ def test_plot_every_without_log_dir_raises():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"scorers": ("nope",)}, r"Unknown ood_scorer 'nope'\. Available: .*'energy'.*'msp'"),
+        (
+            {"scorers": ("nope",)},
+            r"Unknown ood_scorer 'nope' for argument `scorers\[0\]`\. Available: .*'energy'.*'msp'",
+        ),
         ({"scorers": ("msp", "msp")}, "holds 'msp' twice"),
         ({"scorers": ("msp", MaxSoftmax())}, "holds 'msp' twice"),
         ({"scorers": "msp"}, "`scorers` must be a non-empty list or tuple.*'msp'"),

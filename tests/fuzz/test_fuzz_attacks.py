@@ -351,11 +351,6 @@ def test_generate_wrongly_shaped_inputs_raise_clear_error(fuzz, name):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/models/labels.py class_labels: complex labels raise "
-    "numpy's TypeError \"'<' not supported between instances of 'complex' and 'int'\"",
-)
 def test_generate_complex_labels_raise_clear_error(fuzz, model):
     fuzz.clear_error(
         "FGSM.generate",
@@ -439,12 +434,6 @@ def test_attack_constructor_arguments_raise_clear_error(fuzz):
         check_every(fuzz, owner, argument, variants, make)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/attacks/attack.py Attack.__init__ hands `seed` to "
-    "keras.random.SeedGenerator unchecked: seed=-1 raises OverflowError 'Python "
-    "integer -1 out of bounds for uint32' (not a ValueError naming `seed`)",
-)
 def test_attack_negative_seed_raises_clear_error(fuzz):
     fuzz.clear_error("FGSM", "seed", lambda: attacks.FGSM(seed=-1))
 
@@ -481,14 +470,6 @@ def test_robust_accuracy_invalid_arguments_raise_clear_error(fuzz, model):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/attacks/robustness.py robust_accuracy: the budgets are "
-    "not checked: epsilons=[-0.1], [nan] or ['a'] fail in the attack's constructor "
-    "with 'FGSM: `epsilon` must be a number >= 0' (not `epsilons`), epsilons=None "
-    "with TypeError \"object of type 'NoneType' has no len()\"; a string is read as a "
-    "list of one-letter budgets",
-)
 @pytest.mark.parametrize(
     "kind, bad",
     [
@@ -509,12 +490,6 @@ def test_robust_accuracy_invalid_budgets_raise_clear_error(fuzz, model, kind, ba
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/attacks/robustness.py robust_accuracy -> registry.get: "
-    "attack=None or 3 says 'Invalid value for argument `identifier`', "
-    "attack='foo' says \"Unknown attack 'foo'\": neither names `attack`",
-)
 @pytest.mark.parametrize("kind, bad", [("None", None), ("unknown", "foo"), ("int", 3)])
 def test_robust_accuracy_invalid_attack_raises_clear_error(fuzz, model, kind, bad):
     fuzz.clear_error(
@@ -524,15 +499,6 @@ def test_robust_accuracy_invalid_attack_raises_clear_error(fuzz, model, kind, ba
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/attacks/robustness.py robust_accuracy -> "
-    "models/extractor.py FeatureExtractor.predict: `x` is not checked before the "
-    "clean forward pass: empty x gives UnboundLocalError 'batch_outputs', strings "
-    "'Invalid dtype: str32', NaN 'model returned NaN or infinite outputs', a dict with a key that is not the "
-    "model's input Keras' 'Missing data for input' (and on JAX the model is then "
-    "unusable), none naming `x`",
-)
 @pytest.mark.parametrize("kind", ["empty", "str array", "NaN", "dict"])
 def test_robust_accuracy_unchecked_inputs_raise_clear_error(fuzz, kind):
     bad = early_bad_inputs()[kind]

@@ -264,13 +264,6 @@ def test_fit_invalid_inputs_raise_clear_error(fuzz, name):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/calibration/calibrator.py Calibrator.fit -> "
-    "_num_columns: `ops.convert_to_tensor(y_pred)` runs before any check, so None, "
-    "strings, dicts and ragged lists raise the backend's error (e.g. JAX 'None is "
-    "not a valid value for jnp.array'), which does not name `y_pred`",
-)
 @pytest.mark.parametrize("name", sorted(CALIBRATORS))
 def test_fit_unreadable_predictions_raise_clear_error(fuzz, name):
     check_every(
@@ -312,13 +305,6 @@ def test_other_number_of_classes_raises_clear_error(fuzz, name):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/calibration/calibrator.py Calibrator.call: `inputs` "
-    "is not checked: None fails with AttributeError \"'NoneType' object has no "
-    "attribute 'dtype'\", string arrays with numpy's 'could not convert string to "
-    "float' (Keras' input casting), neither naming `inputs`",
-)
 @pytest.mark.parametrize("name", sorted(CALIBRATORS))
 def test_call_unreadable_inputs_raise_clear_error(fuzz, name):
     scaler = CALIBRATORS[name]().fit(Z, Y)
@@ -437,12 +423,6 @@ def test_calibrate_invalid_arguments_raise_clear_error(fuzz, small_model):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/calibration/calibrator.py Calibrator.calibrate passes "
-    "`y` on to `fit(outputs, y)`, whose messages name `y_true`: "
-    "calibrate(model, x, y=[-1, ...]) says '`y_true` holds the label -1', not `y`",
-)
 def test_calibrate_invalid_labels_name_y(fuzz, small_model):
     check_every(
         fuzz,

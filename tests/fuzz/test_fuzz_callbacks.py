@@ -225,13 +225,6 @@ def test_calibration_callback_invalid_arguments(fuzz, model):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/callbacks/calibration_callback.py: `prefix` is not "
-    "checked (prefix=None or 3 is accepted and fails later in `log_keys` with "
-    "TypeError 'unsupported operand type(s) for +'), and metrics=['nope'] raises the "
-    "registry's \"Unknown calibration_metric 'nope'\", which does not name `metrics`",
-)
 @pytest.mark.parametrize(
     "argument, bad", [("prefix", None), ("prefix", 3), ("metrics", ["nope"])]
 )
@@ -308,18 +301,6 @@ def test_ood_monitor_invalid_arguments(fuzz, model):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/callbacks/ood_monitor.py: `synthetic_severity` and "
-    "`prefix` are stored unchecked (synthetic_severity=0 or 'a' passes the "
-    "constructor and on_train_begin, and the synthetic sets' later message names "
-    "`severity`; prefix=None is accepted); complex `in_data`, `ood_data` and "
-    "`fit_data` inputs are accepted silently (data.py input_arrays does not refuse "
-    "non-real inputs); invalid `fit_data` labels are reported by the scorer as "
-    "'Mahalanobis.fit: `y` holds the label -1' (not `fit_data`); scorers=['nope'], "
-    "[3] or [None] give the registry's \"Unknown ood_scorer 'nope'\" / 'Invalid value "
-    "for argument `identifier`' (not `scorers`)",
-)
 @pytest.mark.parametrize(
     "argument, bad",
     [
@@ -387,21 +368,6 @@ def test_adversarial_training_invalid_arguments(fuzz, model):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/callbacks/adversarial_training.py: `recipe_options` is "
-    "passed on unchecked (recipe_options='a' gives 'dictionary update sequence "
-    "element #0 has length 1', 3 \"'int' object is not iterable\", {'nope': 1} "
-    "\"PGDTraining.__init__() got an unexpected keyword argument 'nope'\"); `seed` is "
-    "unchecked (seed=-1: OverflowError 'out of bounds for uint32'); `prefix` too; "
-    "_check_eval_data casts inputs with `astype(np.float32)`: string inputs give "
-    "numpy's 'could not convert string to float', complex ones are cast silently; "
-    "recipe='nope' raises the registry's \"Unknown training_recipe 'nope'\" and "
-    "recipe='' \"Invalid value for argument `name`\", neither naming `recipe`; "
-    "eval_attacks=['nope'] or [None] give the registry's message (not `eval_attacks`); "
-    "eval_epsilon=-1, 'a', nan or True fail in the attack with 'FGSM: `epsilon` must "
-    "be a number >= 0' (not `eval_epsilon`)",
-)
 @pytest.mark.parametrize(
     "argument, bad",
     [

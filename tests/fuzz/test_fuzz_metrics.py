@@ -813,13 +813,6 @@ def test_unnormalised_probabilities_raise_clear_error(fuzz, name, data):
 # Known bugs in files this suite may not edit --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/models/labels.py class_labels: complex labels reach "
-    "`labels.min() < 0` and raise numpy's TypeError \"'<' not supported between "
-    "instances of 'complex' and 'int'\", which does not name `y_true`; refuse "
-    "non-real dtypes with the other dtype check",
-)
 @pytest.mark.parametrize("name", ["expected_calibration_error", "brier_score"])
 def test_complex_labels_raise_clear_error(fuzz, name):
     probabilities = np.array([[0.6, 0.4], [0.3, 0.7]], np.float32)
@@ -830,13 +823,6 @@ def test_complex_labels_raise_clear_error(fuzz, name):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/data.py check_sample_weight: `np.asarray(weights, "
-    "dtype=np.float64)` raises numpy's error for strings, dicts, objects and ragged "
-    "lists (not naming `sample_weight`) and silently drops the imaginary part of "
-    "complex weights",
-)
 @pytest.mark.parametrize(
     "kind, bad",
     [

@@ -520,16 +520,6 @@ def test_odin_invalid_inputs_raise_clear_error(fuzz):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/ood/scorer.py OODScorer.score/fit -> "
-    "models/extractor.py FeatureExtractor.predict: `x` is not checked before "
-    "`model.predict` (no data.check_input_shapes / check_finite_inputs): None gives "
-    "Keras' KeyError 'pop from an empty set', empty x an UnboundLocalError, strings "
-    "'Invalid dtype: str32', complex inputs are silently cast, a wrong rank or width Keras' shape error (and on JAX "
-    "leaves the model unusable: 'NoneType' object is not callable), NaN inputs "
-    "'model returned NaN', none naming `x`",
-)
 @pytest.mark.parametrize("name", ["MaxSoftmax", "KNN"])
 def test_scorer_unchecked_inputs_raise_clear_error(fuzz, name):
     inputs = keras.Input((NUM_CLASSES,))
@@ -544,12 +534,6 @@ def test_scorer_unchecked_inputs_raise_clear_error(fuzz, name):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/ood/scorer.py FeatureScorer.fit_outputs -> "
-    "models/labels.py class_labels: complex labels raise numpy's TypeError "
-    "\"'<' not supported between instances of 'complex' and 'int'\" (no `y`)",
-)
 def test_scorer_complex_labels_raise_clear_error(fuzz, identity_model):
     fuzz.clear_error(
         "Mahalanobis.fit",

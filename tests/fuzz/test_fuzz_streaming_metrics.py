@@ -202,16 +202,6 @@ def test_constructor_arguments_raise_clear_error(fuzz):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/metrics/calibration_metrics.py update_state: eager "
-    "calls with unreadable arrays are not checked: y_pred=None, strings or rank-3 "
-    "arrays and y_true=None fail in the backend (e.g. JAX 'None is not a valid value "
-    "for jnp.array', 'could not convert string to float', shape errors), not naming "
-    "`y_pred`/`y_true`; y_true with 12 entries for 4 rows (e.g. the arguments "
-    "swapped: one-column `y_pred`, (4, 3) `y_true`) fails with JAX's 'or got "
-    "incompatible shapes for broadcasting: (4,), (12,)'",
-)
 @pytest.mark.parametrize(
     "argument, bad",
     [

@@ -78,7 +78,9 @@ def reference_summary(samples):
     mean = samples.mean(axis=1)
     predictive = entropy(mean)
     aleatoric = entropy(samples).mean(axis=1)
-    agree = np.all(samples == samples[:, :1], axis=(1, 2))
+    # Documented: rows whose samples lie within 1e-6 of each other have no
+    # epistemic uncertainty (the stacked copies round differently).
+    agree = np.all(np.abs(samples - samples[:, :1]) <= 1e-6, axis=(1, 2))
     epistemic = np.where(agree, 0.0, np.maximum(predictive - aleatoric, 0.0))
     votes = samples.argmax(axis=-1)
     modal = np.array(
@@ -199,12 +201,6 @@ def test_predictive_uncertainty_invalid_arguments_raise_clear_error(fuzz):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/uncertainty.py PredictiveUncertainty.__init__: "
-    "`np.asarray(samples, dtype=np.float64)` runs unguarded: a string raises numpy's "
-    "'could not convert string to float', not naming `samples`",
-)
 def test_predictive_uncertainty_unreadable_samples(fuzz):
     fuzz.clear_error(
         "PredictiveUncertainty", "samples", lambda: PredictiveUncertainty("abc")
@@ -265,15 +261,6 @@ def test_invalid_arguments_raise_clear_error(fuzz, model):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keras_reliability/uncertainty.py predict_with_uncertainty: `x` is not "
-    "checked before the Monte-Carlo forward pass: None gives Keras' KeyError 'pop "
-    "from an empty set', empty x UnboundLocalError 'batch_outputs', strings 'Invalid "
-    "dtype: str32', a wrong rank or width Keras' shape error (on JAX the model is "
-    "then unusable), NaN inputs '`model` returned NaN or infinite outputs' (names "
-    "`model`), none naming `x`",
-)
 @pytest.mark.parametrize(
     "kind", ["None", "empty", "str array", "rank 1", "wrong width", "NaN"]
 )
