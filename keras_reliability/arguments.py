@@ -72,13 +72,21 @@ def check_int_in_range(value, name, low, high, *, allow_none=False, owner=None):
     return int(value)
 
 
-def check_seed(seed, name="seed", *, owner=None):
+def check_seed(seed, name="seed", *, bounded=True, owner=None):
     """Returns a random seed as a Python int (or None), or raises a `ValueError`.
 
     Checked up front because `keras.random.SeedGenerator` reports a negative
     or too large seed as an `OverflowError` and refuses numpy integers.
+    `bounded=False` is for seeds of numpy's generators, which take any
+    integer >= 0.
     """
-    return check_int_in_range(seed, name, 0, MAX_SEED, allow_none=True, owner=owner)
+    if bounded:
+        return check_int_in_range(seed, name, 0, MAX_SEED, allow_none=True, owner=owner)
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ValueError(
+            f"{_prefix(owner)}`{name}` must be None or an integer >= 0; received {seed!r}."
+        )
+    return None if seed is None else int(seed)
 
 
 def check_number(value, name, *, positive, owner=None):

@@ -13,6 +13,8 @@ plain `model.predict` calls.
 import keras
 import numpy as np
 
+from keras_reliability.backend import keep_variables
+
 
 def batch_shards():
     """How many parts the active Keras distribution splits each batch into (1 without one)."""
@@ -78,6 +80,13 @@ def predict(model, x, batch_size=None, verbose=0):
     Returns:
         The model's outputs, one row per example of `x`.
     """
+    # On JAX a predict that fails in its first step (a dataset of the wrong
+    # shape, an interrupt) would leave the model's variables empty.
+    with keep_variables(model):
+        return _predict(model, x, batch_size, verbose)
+
+
+def _predict(model, x, batch_size, verbose):
     shards = batch_shards()
     if shards == 1 or not _holds_arrays(x):
         return model.predict(x, batch_size=batch_size, verbose=verbose)
@@ -100,7 +109,8 @@ def predict_on_batch(model, x):
     """`model.predict_on_batch(x)` for a batch of any size, on one device or many."""
     shards = batch_shards()
     count = _num_examples(x)
-    if shards == 1 or count % shards == 0:
-        return model.predict_on_batch(x)
-    padded = model.predict_on_batch(_pad(x, -count % shards))
+    with keep_variables(model):
+        if shards == 1 or count % shards == 0:
+            return model.predict_on_batch(x)
+        padded = model.predict_on_batch(_pad(x, -count % shards))
     return keras.tree.map_structure(lambda leaf: leaf[:count], padded)

@@ -59,64 +59,41 @@ if [ ! -f "$simulated_device/sitecustomize.py" ]; then
   simulated_device=""
 fi
 
-# Reproductions on real data and the fuzz suite (ONE_BACKEND in
-# tests/conftest.py) run on the JAX leg when it runs, else on the first leg.
-one_backend=""
-for backend in $BACKENDS; do
-  if [ -z "$one_backend" ] || [ "$backend" = jax ]; then
-    one_backend="$backend"
-  fi
-done
+# Reproductions on real data, the fuzz suite and a few subprocess checks
+# (ONE_BACKEND in tests/conftest.py) run on one leg too: PyTorch's when it
+# runs (the fastest with small models on a CPU), else the first.
+one_backend="$once"
 
-# The legs are separate processes that share nothing (each its own backend,
-# temporary folders and junit file), so LEG_JOBS of them (default: one per
-# CPU core) run at once: much of a leg is single-threaded Python and
-# compilation. Each leg's output is printed whole when it ends.
-jobs="${LEG_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+# Within a leg, pytest-xdist runs the test files on TEST_WORKERS processes
+# (default: one per CPU core; a file stays on one worker, so its module
+# fixtures are built once). 1 runs the leg in this process.
+workers="${TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+parallel=()
+if [ "$workers" -gt 1 ]; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
+
 reports="$(mktemp -d)"
-
-run_leg() {
-  local backend="$1"; shift
-  local leg=(env KERAS_BACKEND="$backend" TF_CPP_MIN_LOG_LEVEL=3
-             KERAS_RELIABILITY_ONE_BACKEND="$one_backend")
-  local notes=""
+status=0
+for backend in $BACKENDS; do
+  leg=(env KERAS_BACKEND="$backend" TF_CPP_MIN_LOG_LEVEL=3
+       KERAS_RELIABILITY_ONE_BACKEND="$one_backend")
+  notes=""
   if [ "$backend" = "$once" ]; then
     leg+=(KERAS_RELIABILITY_SKIP_BACKEND_INDEPENDENT=0)
-    notes+=", with the backend-independent tests"
+    notes+=", with the backend-independent and one-backend tests"
   else
     leg+=(KERAS_RELIABILITY_SKIP_BACKEND_INDEPENDENT=1)
-  fi
-  if [ "$backend" = "$one_backend" ]; then
-    notes+=", with the one-backend suites"
   fi
   if [ "$backend" = torch ] && [ -n "$simulated_device" ]; then
     leg+=(KR_SIMULATE_DEVICE=1 PYTHONPATH="$simulated_device${PYTHONPATH:+:$PYTHONPATH}")
     notes+=", on the simulated device"
   fi
-  local start=$SECONDS rc=0
-  {
-    echo "=== KERAS_BACKEND=$backend$notes"
-    "${leg[@]}" .venv/bin/python -m pytest -q --junitxml="$reports/$backend.xml" "$@" || rc=$?
-    echo "=== KERAS_BACKEND=$backend took $((SECONDS - start)) s"
-  } > "$reports/$backend.log" 2>&1
-  return "$rc"
-}
-
-status=0
-declare -A pids=()
-finish_one() {
-  local pid backend
-  wait -n -p pid "${!pids[@]}" || status=1
-  backend="${pids[$pid]}"
-  unset "pids[$pid]"
-  cat "$reports/$backend.log"
-}
-for backend in $BACKENDS; do
-  while [ "${#pids[@]}" -ge "$jobs" ]; do finish_one; done
-  echo "=== starting KERAS_BACKEND=$backend"
-  run_leg "$backend" "$@" &
-  pids[$!]="$backend"
+  echo "=== KERAS_BACKEND=$backend$notes"
+  start=$SECONDS
+  "${leg[@]}" .venv/bin/python -m pytest -q "${parallel[@]}" \
+    --junitxml="$reports/$backend.xml" "$@" || status=1
+  echo "=== KERAS_BACKEND=$backend took $((SECONDS - start)) s"
 done
-while [ "${#pids[@]}" -gt 0 ]; do finish_one; done
 .venv/bin/python scripts/summarize_junit.py "$reports"/*.xml || status=1
 exit "$status"

@@ -476,17 +476,27 @@ BACKEND_INDEPENDENT = {
 
 SKIP_BACKEND_INDEPENDENT = os.environ.get("KERAS_RELIABILITY_SKIP_BACKEND_INDEPENDENT") == "1"
 
-# Suites that reach a backend but whose point is not the backend: the
-# reproductions of published numbers on real data (each tool's backend paths
-# are covered on every backend by its unit tests and the conformance matrix)
-# and the argument fuzz suite (thousands of generated calls). scripts/test.sh
-# runs them on the leg named by KERAS_RELIABILITY_ONE_BACKEND (JAX, the
-# fastest); the other legs deselect them. Unset, every leg runs them.
+# Tests that reach a backend but whose point is not the backend run on one
+# leg only: the reproductions of published numbers on real data (each tool's
+# backend paths are covered on every backend by its unit tests, the
+# conformance matrix and the fault suite), the argument fuzz suite
+# (thousands of generated calls), the checks of what a fresh interpreter's
+# import loads (subprocesses), and bayesianize on keras.applications graphs
+# (a graph rewrite; tested on small graphs on every backend). scripts/test.sh
+# names that leg in KERAS_RELIABILITY_ONE_BACKEND (PyTorch's); the other legs
+# deselect them. Unset, every leg runs them. Entries are node-id prefixes.
 ONE_BACKEND = (
     "tests/fuzz/",
     "tests/ood/test_ood_real_data.py",
     "tests/layers/test_bayesian_real_data.py",
     "tests/attacks/test_attacks_real_models.py",
+    "tests/layers/test_bayesianize_graphs.py::test_keras_applications_keep_their_predictions",
+    "tests/plotting/test_plotting.py::test_import_does_not_load_matplotlib",
+    "tests/plotting/test_plotting.py::test_missing_matplotlib_error_message",
+    "tests/metrics/test_calibration_functional.py::test_functional_import_does_not_import_tfp",
+    "tests/metrics/test_calibration_functional.py::test_functional_works_without_matplotlib",
+    "plugins/gradnorm/tests/test_gradnorm.py::test_the_registry_finds_it_without_an_import",
+    "plugins/histogram_binning/tests/test_histogram_binning.py::test_the_registry_finds_it_without",
 )
 _ONE_BACKEND_LEG = os.environ.get("KERAS_RELIABILITY_ONE_BACKEND")
 SKIP_ONE_BACKEND = _ONE_BACKEND_LEG not in (None, "", BACKEND)
@@ -538,7 +548,7 @@ def _warn_about_stale_entries(items):
 def pytest_collection_modifyitems(config, items):
     # tryfirst: checked on the whole collection, before -k / -m deselection.
     _warn_about_stale_entries(items)
-    stale = [path for path in ONE_BACKEND if not (_ROOT / path).exists()]
+    stale = [path for path in ONE_BACKEND if not (_ROOT / path.split("::")[0]).exists()]
     if stale:
         warnings.warn(
             pytest.PytestConfigWarning(

@@ -19,7 +19,6 @@ from keras_reliability.arguments import check_positive_int
 from keras_reliability.arguments import check_seed
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
-from keras_reliability.backend import keep_variables
 from keras_reliability.data import check_input_shapes
 from keras_reliability.models import check_single_input
 from keras_reliability.models import class_labels
@@ -133,8 +132,7 @@ class Attack:
         check_input_shapes(model, x, "x", owner)
         lo, hi = self._range(x)
         extractor = feature_extractor(model, (), owner)
-        with keep_variables(model):  # JAX: an interrupted predict empties them
-            labels = self._labels(extractor, x, y)
+        labels = self._labels(extractor, x, y)
         self._extractor = extractor
         self._checked_gradient = False
         progress = keras.utils.Progbar(len(x), verbose=verbose, unit_name="example")

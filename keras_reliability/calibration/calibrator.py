@@ -12,6 +12,7 @@ from keras_reliability.data import check_model_inputs
 from keras_reliability.metrics._inputs import classification_inputs
 from keras_reliability.metrics._inputs import float_tensor
 from keras_reliability.models import class_labels
+from keras_reliability.models import output_model
 from keras_reliability.models import read_model
 from keras_reliability.models import select_output
 
@@ -126,7 +127,7 @@ class Calibrator(keras.layers.Layer):
 
     @classmethod
     def calibrate(cls, model, x, y, *, from_logits=None, batch_size=None,
-                  sample_weight=None, **kwargs):
+                  sample_weight=None, output=None, **kwargs):
         """Fits a calibrator on `(x, y)` and returns the model followed by it.
 
         Args:
@@ -138,6 +139,9 @@ class Calibrator(keras.layers.Layer):
                 contradicts the model is refused.
             batch_size: batch size for `model.predict`.
             sample_weight: optional weights for the fit.
+            output: for a model with several outputs, the name or index of
+                its classification output; `y` holds that output's labels,
+                and the returned model outputs the calibrated one alone.
             **kwargs: arguments of the calibrator's constructor.
 
         Returns:
@@ -153,7 +157,7 @@ class Calibrator(keras.layers.Layer):
         """
         owner = f"{cls.__name__}.calibrate"
         declared = from_logits
-        reading = read_model(model, from_logits=from_logits, owner=owner)
+        reading = read_model(model, output=output, from_logits=from_logits, owner=owner)
         reading.require_class_scores()
         check_model_inputs(model, x, "x", owner)
         outputs = select_output(
@@ -175,7 +179,10 @@ class Calibrator(keras.layers.Layer):
         # Checked here so that the messages name `y`, not fit's `y_true`.
         labels = class_labels(y, len(outputs), max(num_columns, 2), name="y", owner=owner)
         calibrator.fit(outputs, labels, sample_weight=sample_weight)
-        return keras.Sequential([model, calibrator], name=f"{model.name}_calibrated")
+        return keras.Sequential(
+            [output_model(model, reading.output_index), calibrator],
+            name=f"{model.name}_calibrated",
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -354,18 +354,18 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
                 f"{_OWNER}: `eval_data` inputs must be one array; attacks perturb models "
                 "with one input."
             )
-        # The attacks' own check: one non-empty batch of finite floats
-        # (integer, string or complex inputs are refused, not cast).
-        x = float_inputs(eval_data[0], _OWNER, "eval_data")
-        y = np.asarray(ops.convert_to_numpy(eval_data[1]))
-        if len(x) != len(y):
+        x, y = eval_data
+        y = np.asarray(ops.convert_to_numpy(y)) if y is not None else None
+        if y is None or y.ndim == 0 or (hasattr(x, "__len__") and len(x) != len(y)):
             raise ValueError(
                 f"{_OWNER}: `eval_data` must hold as many labels as inputs; received "
-                f"{len(x)} inputs and {len(y)} labels."
+                f"{_count(x)} inputs and {_count(y)} labels."
             )
         if self.max_eval_samples is not None:
             x, y = x[: self.max_eval_samples], y[: self.max_eval_samples]
-        return x, y
+        # The attacks' own check of the rows used: one non-empty batch of
+        # finite floats (integer, string or complex inputs refused, not cast).
+        return float_inputs(x, _OWNER, "eval_data"), y
 
     def get_config(self):
         """Constructor arguments except `eval_data` (data is not saved)."""
@@ -398,6 +398,10 @@ class AdversarialTrainingCallback(keras.callbacks.Callback):
             for a in config.get("eval_attacks", ())
         ]
         return cls(eval_data=eval_data, **config)
+
+
+def _count(values):
+    return len(values) if hasattr(values, "__len__") and np.ndim(values) > 0 else repr(values)
 
 
 def _check_eval_attacks(eval_attacks):

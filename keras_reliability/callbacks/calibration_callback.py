@@ -18,6 +18,7 @@ from keras_reliability.metrics import expected_calibration_error
 from keras_reliability.metrics import reliability_bins
 from keras_reliability.data import HeldOutData
 from keras_reliability.metrics.calibration import check_num_bins
+from keras_reliability.models import check_output
 from keras_reliability.models import read_model
 
 DEFAULT_METRICS = ("ece", "mce", "adaptive_ece", "nll", "brier", "classwise_ece")
@@ -69,6 +70,9 @@ class CalibrationCallback(keras.callbacks.Callback):
         batch_size: batch size of the forward pass over array data.
         every: compute the metrics every this many epochs.
         prefix: prefix of the log keys.
+        output: for a model with several outputs, the name or index of its
+            classification output; the labels of `validation_data` are
+            then that output's labels (an array, not a dict).
 
     Example:
 
@@ -99,6 +103,7 @@ class CalibrationCallback(keras.callbacks.Callback):
         batch_size=None,
         every=1,
         prefix="val_",
+        output=None,
     ):
         super().__init__()
         self.num_bins = check_num_bins(num_bins)
@@ -126,6 +131,7 @@ class CalibrationCallback(keras.callbacks.Callback):
         self.from_logits = from_logits
         self.every = check_positive_int(every, "every")
         self.prefix = check_str(prefix, "prefix", owner=_OWNER)
+        self.output = check_output(output, owner=_OWNER)
         self.data = HeldOutData(
             validation_data,
             max_samples=max_samples,
@@ -177,7 +183,9 @@ class CalibrationCallback(keras.callbacks.Callback):
         self.history = {key: [] for key in self.log_keys}
         self.latest_epoch = None
         self._latest_outputs = None
-        reading = read_model(self.model, from_logits=self.from_logits, owner=_OWNER)
+        reading = read_model(
+            self.model, output=self.output, from_logits=self.from_logits, owner=_OWNER
+        )
         reading.require_class_scores()
         outputs, labels = self.data.probe(self.model, reading.output_index)
         if not np.all(np.isfinite(outputs)):
@@ -324,6 +332,7 @@ class CalibrationCallback(keras.callbacks.Callback):
             "batch_size": self.batch_size,
             "every": self.every,
             "prefix": self.prefix,
+            "output": self.output,
         }
 
     @classmethod

@@ -93,7 +93,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
         batch_size: batch size of the forward passes.
         synthetic_severity: severity, an integer 1 to 5, of the synthetic
             corruptions.
-        seed: seed of the synthetic sets, None or an integer in 0..2**32 - 1.
+        seed: seed of the synthetic sets, None or an integer >= 0.
         prefix: prefix of the log keys.
 
     Example:
@@ -158,7 +158,7 @@ class OODMonitorCallback(keras.callbacks.Callback):
             len(BLUR_SIGMAS),  # the severity tables have one entry per severity
             owner=_OWNER,
         )
-        self.seed = check_seed(seed, owner=_OWNER)
+        self.seed = check_seed(seed, bounded=False, owner=_OWNER)
         self.prefix = check_str(prefix, "prefix", owner=_OWNER)
         self.scorer_identifiers = _check_scorer_list(scorers)
         self.scorers = {}

@@ -17,9 +17,11 @@ from keras_reliability.models.extractor import feature_key
 from keras_reliability.models.extractor import run_without_activation
 from keras_reliability.models.graph import check_model
 from keras_reliability.models.graph import check_single_input
+from keras_reliability.models.graph import output_model
 from keras_reliability.models.graph import resolve_layer
 from keras_reliability.models.labels import class_labels
 from keras_reliability.models.outputs import ModelReading
+from keras_reliability.models.outputs import check_output
 from keras_reliability.models.outputs import read_model
 from keras_reliability.models.outputs import classification_head
 from keras_reliability.models.outputs import select_output

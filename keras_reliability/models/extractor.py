@@ -18,6 +18,7 @@ import numpy as np
 from keras_reliability import backend
 from keras_reliability import distributed
 from keras_reliability.arguments import check_positive_int
+from keras_reliability.models.graph import input_structure
 from keras_reliability.models.graph import layer_input
 from keras_reliability.models.graph import layer_output
 from keras_reliability.models.graph import model_layers
@@ -363,21 +364,11 @@ def _build(reading, feature_layers):
         inner_layers = {PENULTIMATE: None} if PENULTIMATE in feature_layers else {}
         nested = _build(reading.nested, inner_layers)
     return _ExtractorModel(
-        keras.Model(_input_structure(model, graph[0]), outputs),
+        keras.Model(input_structure(model), outputs),
         reading,
         nested,
         PENULTIMATE in feature_layers,
     )
-
-
-def _input_structure(model, inputs):
-    # The structure (dict, list) a functional model's inputs were given in.
-    # Not `model.input`: once the model is called inside another graph, that
-    # is the input of the outer call.
-    structure = getattr(model, "_inputs_struct", None)
-    if structure is not None:
-        return structure
-    return inputs[0] if len(inputs) == 1 else inputs
 
 
 def feature_extractor(model, feature_layers=(), owner="FeatureExtractor", output=None,

@@ -36,6 +36,32 @@ def symbolic_graph(model):
     return list(inputs), list(outputs)
 
 
+def output_model(model, index):
+    """`model` itself when it has one output, else a model of its output `index`.
+
+    The returned model shares `model`'s layers and weights.
+    """
+    graph = symbolic_graph(model)
+    if graph is None or len(graph[1]) == 1:
+        return model
+    return keras.Model(
+        input_structure(model), graph[1][index], name=f"{model.name}_output_{index}"
+    )
+
+
+def input_structure(model):
+    """The structure (tensor, dict or list) a functional model's inputs were given in.
+
+    Not `model.input`: once the model is called inside another graph, that
+    is the input of the outer call.
+    """
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is not None:
+        return structure
+    inputs = symbolic_graph(model)[0]
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
 def producer(tensor):
     """`(operation, node)` that produced a symbolic tensor, or `(None, None)`."""
     history = getattr(tensor, "_keras_history", None)

@@ -351,6 +351,21 @@ def read_model(model, *, output=None, from_logits=None, owner="keras_reliability
     return reading
 
 
+def check_output(output, owner):
+    """Returns `output` (None, a name or an index) or raises a ValueError naming it.
+
+    For constructors: the model, against which the choice is checked by
+    `read_model`, is known only later.
+    """
+    if output is None or isinstance(output, str):
+        return output
+    if isinstance(output, (int, np.integer)) and not isinstance(output, bool):
+        return int(output)
+    raise ValueError(
+        f"{owner}: `output` must be None, an output name or an index; received {output!r}."
+    )
+
+
 def _output_index(model, graph, output, owner):
     if graph is None:
         if output not in (None, 0):
@@ -367,7 +382,9 @@ def _output_index(model, graph, output, owner):
             raise ValueError(
                 f"{owner}: model {model.name!r} has {len(outputs)} outputs "
                 f"({', '.join(map(repr, names))}); pass `output=` (a name or index) "
-                "to choose the classification output."
+                "to choose the classification output, or, to a tool without an "
+                "`output` argument, a model of that output alone: "
+                "`keras.Model(model.inputs, model.outputs[index])`."
             )
         return 0
     if isinstance(output, (int, np.integer)) and not isinstance(output, bool):
@@ -611,6 +628,7 @@ def select_output(outputs, index):
 
 __all__ = [
     "ModelReading",
+    "check_output",
     "classification_head",
     "select_output",
     "read_model",

@@ -11,7 +11,6 @@ need their own passes (input gradients, Monte-Carlo sampling) override
 import keras
 import numpy as np
 
-from keras_reliability.backend import keep_variables
 from keras_reliability.data import check_model_inputs
 from keras_reliability.models import feature_extractor
 from keras_reliability.models import class_labels
@@ -88,10 +87,7 @@ class OODScorer:
         owner = type(self).__name__
         check_model_inputs(model, x, "x", owner)
         extractor = feature_extractor(model, self.feature_layers(), owner)
-        # A dataset of the wrong shape fails inside Keras' JAX predict, which
-        # then leaves the variables empty.
-        with keep_variables(model):
-            return extractor.predict(x, batch_size=batch_size)
+        return extractor.predict(x, batch_size=batch_size)
 
     def fit_outputs(self, outputs, labels=None):
         """Fits the scorer on `ModelOutputs` of training data; returns self."""

@@ -28,6 +28,9 @@ import warnings
 import keras
 import numpy as np
 
+from keras_reliability.arguments import check_int_in_range
+from keras_reliability.arguments import check_seed
+
 SYNTHETIC_KINDS = ("gaussian_noise", "uniform_noise", "blur", "contrast", "noise")
 
 BLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0)
@@ -118,8 +121,8 @@ def synthetic_ood_sets(x, kinds=None, severity=3, seed=None, value_range=None):
     """
     x = _check_x(x)
     kinds = _resolve_kinds(kinds, x.shape)
-    severity = _check_severity(severity)
-    seed = _check_seed(seed)
+    severity = check_int_in_range(severity, "severity", 1, len(BLUR_SIGMAS))
+    seed = check_seed(seed, bounded=False)  # numpy's generator
     lo, hi = _resolve_value_range(value_range, x)
     _warn_if_channels_first(x.shape, kinds)
 
@@ -166,7 +169,7 @@ def describe_synthetic_sets(kinds=None, severity=3):
     'blur (sigma 0.5), contrast (factor 0.4), severity 1'
     """
     kinds = _check_kinds(SYNTHETIC_KINDS if kinds is None else kinds)
-    severity = _check_severity(severity)
+    severity = check_int_in_range(severity, "severity", 1, len(BLUR_SIGMAS))
     index = severity - 1
     details = {
         "blur": f" (sigma {BLUR_SIGMAS[index]:g})",
@@ -331,26 +334,6 @@ def _resolve_kinds(kinds, shape):
                 "Leave `kinds=None` to skip the kinds that do not apply."
             )
     return kinds
-
-
-def _check_severity(severity):
-    if (
-        isinstance(severity, bool)
-        or not isinstance(severity, (int, np.integer))
-        or not 1 <= severity <= len(BLUR_SIGMAS)
-    ):
-        raise ValueError(
-            f"`severity` must be an integer in 1..{len(BLUR_SIGMAS)}; received " f"{severity!r}."
-        )
-    return int(severity)
-
-
-def _check_seed(seed):
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`seed` must be None or an integer >= 0; received {seed!r}.")
-    return int(seed)
 
 
 def _resolve_value_range(value_range, x):

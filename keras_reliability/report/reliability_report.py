@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_reliability import files
-from keras_reliability.arguments import check_number
+from keras_reliability.arguments import check_numbers
 from keras_reliability.arguments import check_positive_int
 from keras_reliability.attacks.robustness import robust_accuracy
 from keras_reliability.callbacks import AdversarialTrainingCallback
@@ -143,7 +143,9 @@ class ReliabilityReport(keras.callbacks.Callback):
         self.num_samples = check_positive_int(num_samples, "num_samples", owner=_OWNER)
         self.num_examples = check_positive_int(num_examples, "num_examples", owner=_OWNER)
         self.sources = _check_sources(callbacks)
-        self.robustness_epsilons = _check_epsilons(robustness_epsilons)
+        self.robustness_epsilons = None if robustness_epsilons is None else check_numbers(
+            robustness_epsilons, "robustness_epsilons", positive=False, owner=_OWNER
+        )
         self.uncertainty_data = _check_uncertainty_data(uncertainty_data, image_shape)
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self.class_names = None if class_names is None else [str(name) for name in class_names]
@@ -474,20 +476,6 @@ def _check_sources(callbacks):
 def _kind(callback):
     """The reliability callback class `callback` is an instance of, or None."""
     return next((kind for kind in _KINDS if isinstance(callback, kind)), None)
-
-
-def _check_epsilons(epsilons):
-    if epsilons is None:
-        return None
-    if isinstance(epsilons, (str, bytes)) or not hasattr(epsilons, "__len__") or not epsilons:
-        raise ValueError(
-            f"{_OWNER}: `robustness_epsilons` must be a non-empty list of budgets; "
-            f"received {epsilons!r}."
-        )
-    return [
-        check_number(epsilon, "robustness_epsilons", positive=False, owner=_OWNER)
-        for epsilon in epsilons
-    ]
 
 
 def _check_uncertainty_data(x, image_shape):

@@ -388,3 +388,53 @@ def test_multi_output_model_with_output_chosen(output):
     np.testing.assert_allclose(result.mean, expected, atol=2e-5)
     with pytest.raises(ValueError, match=r"`output` must be one of the outputs.*'probs'"):
         kr.uncertainty.predict_with_uncertainty(model, x, output="nope")
+
+
+def test_output_name_of_a_dict_model_whatever_the_key_order():
+    # Keras flattens a dict of outputs in key order, not in the order given:
+    # the classification output, keyed "z_probs", is the second output.
+    inputs = keras.Input((NUM_FEATURES,))
+    h = _body(inputs)
+    model = keras.Model(
+        inputs,
+        {
+            "z_probs": keras.layers.Dense(NUM_CLASSES, activation="softmax")(h),
+            "a_value": keras.layers.Dense(1)(h),
+        },
+    )
+    x, _ = data("sequential_softmax")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # deterministic model
+        result = kr.uncertainty.predict_with_uncertainty(
+            model, x, num_samples=2, output="z_probs"
+        )
+    expected = np.asarray(model.predict(x, verbose=0)["z_probs"], dtype=np.float64)
+    np.testing.assert_allclose(result.mean, expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("output", ["probs", 0])
+def test_calibration_of_a_multi_output_model_with_output_chosen(output):
+    model = model_named("multi_output")
+    x, y = data("multi_output")
+    _compile("multi_output", model)
+    callback = kr.callbacks.CalibrationCallback((x, y), output=output)
+    history = model.fit(x, _targets("multi_output", y), epochs=1, verbose=0, callbacks=[callback])
+    probabilities = np.asarray(model.predict(x, verbose=0)["probs"], dtype=np.float64)
+    expected = reference_ece(probabilities, y[:, 0])
+    np.testing.assert_allclose(history.history["val_ece"][0], expected, atol=2e-5)
+    assert kr.callbacks.CalibrationCallback.from_config(
+        callback.get_config(), validation_data=(x, y)
+    ).output == output
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # probabilities, not logits
+        calibrated = kr.calibration.TemperatureScaling.calibrate(model, x, y, output=output)
+        alone = kr.calibration.TemperatureScaling(from_logits=False).fit(probabilities, y)
+    assert calibrated.layers[-1].temperature == pytest.approx(alone.temperature, rel=1e-4)
+    outputs = np.asarray(ops.convert_to_numpy(calibrated(x)))
+    assert outputs.shape == probabilities.shape
+
+
+def test_output_argument_is_checked_in_the_constructor():
+    with pytest.raises(ValueError, match=r"CalibrationCallback: `output` must be None.*1\.5"):
+        kr.callbacks.CalibrationCallback((np.zeros((2, 3)), np.zeros(2)), output=1.5)

@@ -190,8 +190,23 @@ def fuzz():
     return RECORDER
 
 
+def pytest_sessionfinish(session):
+    # Under pytest-xdist each worker records its own examples; the counts go
+    # to the controller, which prints the table (pytest_testnodedown).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fuzz_counts"] = {
+            entry: dict(counts) for entry, counts in RECORDER.counts.items()
+        }
+
+
+def pytest_testnodedown(node, error):
+    for entry, counts in getattr(node, "workeroutput", {}).get("fuzz_counts", {}).items():
+        RECORDER.counts[entry].update(counts)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not RECORDER.counts:
+    if not RECORDER.counts or hasattr(config, "workeroutput"):
         return
     import keras
 

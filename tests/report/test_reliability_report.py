@@ -272,7 +272,10 @@ def test_uncertainty_data_the_model_cannot_take_fails_before_training(
         ({"every": 0}, "`every`"),
         ({"num_samples": -1}, "`num_samples`"),
         ({"num_examples": 0}, "`num_examples`"),
-        ({"robustness_epsilons": [0.1, -0.1]}, r"`robustness_epsilons` must be a number >= 0"),
+        (
+            {"robustness_epsilons": [0.1, -0.1]},
+            r"`robustness_epsilons` must be a non-empty list of finite numbers >= 0",
+        ),
         ({"robustness_epsilons": []}, "`robustness_epsilons` must be a non-empty list"),
         ({"callbacks": "calibration"}, "`callbacks` must be a list"),
         ({"callbacks": [keras.callbacks.History()]}, "may hold CalibrationCallback"),
