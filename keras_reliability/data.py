@@ -21,6 +21,7 @@ from keras_reliability.arguments import check_positive_int
 from keras_reliability.arrays import is_float_dtype
 from keras_reliability.arrays import is_real_dtype
 from keras_reliability.arrays import real_array
+from keras_reliability.models.graph import input_names
 from keras_reliability.models.labels import class_labels
 from keras_reliability.models.outputs import select_output
 
@@ -359,7 +360,7 @@ def check_input_shapes(model, x, argument, owner):
             f"`{argument}` holds {len(leaves)}."
         )
     if isinstance(x, dict):
-        names = [tensor.name for tensor in inputs]
+        names = input_names(model)
         missing = [name for name in names if name not in x]
         if missing:
             raise ValueError(

@@ -482,29 +482,50 @@ SKIP_BACKEND_INDEPENDENT = os.environ.get("KERAS_RELIABILITY_SKIP_BACKEND_INDEPE
 # conformance matrix and the fault suite), the argument fuzz suite
 # (thousands of generated calls), the checks of what a fresh interpreter's
 # import loads (subprocesses), and bayesianize on keras.applications graphs
-# (a graph rewrite; tested on small graphs on every backend). scripts/test.sh
-# names that leg in KERAS_RELIABILITY_ONE_BACKEND (PyTorch's); the other legs
-# deselect them. Unset, every leg runs them. Entries are node-id prefixes.
-ONE_BACKEND = (
-    "tests/fuzz/",
-    "tests/ood/test_ood_real_data.py",
-    "tests/layers/test_bayesian_real_data.py",
-    "tests/attacks/test_attacks_real_models.py",
-    "tests/layers/test_bayesianize_graphs.py::test_keras_applications_keep_their_predictions",
-    "tests/plotting/test_plotting.py::test_import_does_not_load_matplotlib",
-    "tests/plotting/test_plotting.py::test_missing_matplotlib_error_message",
-    "tests/metrics/test_calibration_functional.py::test_functional_import_does_not_import_tfp",
-    "tests/metrics/test_calibration_functional.py::test_functional_works_without_matplotlib",
-    "plugins/gradnorm/tests/test_gradnorm.py::test_the_registry_finds_it_without_an_import",
-    "plugins/histogram_binning/tests/test_histogram_binning.py::test_the_registry_finds_it_without",
-)
-_ONE_BACKEND_LEG = os.environ.get("KERAS_RELIABILITY_ONE_BACKEND")
-SKIP_ONE_BACKEND = _ONE_BACKEND_LEG not in (None, "", BACKEND)
+# (a graph rewrite; tested on small graphs on every backend). Each node-id
+# prefix names the backend where it runs fastest here; scripts/test.sh lists
+# its legs in KERAS_RELIABILITY_LEGS, and a prefix whose backend is not among
+# them runs on the first leg. Unset, every leg runs them all.
+ONE_BACKEND = {
+    "tests/fuzz/": "torch",
+    "tests/ood/test_ood_real_data.py": "torch",
+    "tests/layers/test_bayesian_real_data.py": "tensorflow",
+    "tests/attacks/test_attacks_real_models.py": "jax",
+    "tests/layers/test_bayesianize_graphs.py::test_keras_applications_keep_their_predictions": (
+        "tensorflow"
+    ),
+    "tests/plotting/test_plotting.py::test_import_does_not_load_matplotlib": "jax",
+    "tests/plotting/test_plotting.py::test_missing_matplotlib_error_message": "jax",
+    "tests/metrics/test_calibration_functional.py::test_functional_import_does_not_import_tfp": (
+        "jax"
+    ),
+    "tests/metrics/test_calibration_functional.py::test_functional_works_without_matplotlib": (
+        "jax"
+    ),
+    "plugins/gradnorm/tests/test_gradnorm.py::test_the_registry_finds_it_without_an_import": (
+        "jax"
+    ),
+    "plugins/histogram_binning/tests/test_histogram_binning.py::test_the_registry_finds_it_without": (
+        "jax"
+    ),
+}
+_LEGS = os.environ.get("KERAS_RELIABILITY_LEGS", "").split()
 
 
-def is_one_backend(nodeid):
-    """Whether `nodeid` is in one of the `ONE_BACKEND` suites."""
-    return nodeid.startswith(ONE_BACKEND)
+def _one_backend_leg(prefix):
+    preferred = ONE_BACKEND[prefix]
+    return preferred if preferred in _LEGS else _LEGS[0]
+
+
+def runs_elsewhere(nodeid):
+    """Whether `nodeid` is a `ONE_BACKEND` test that another leg runs."""
+    if not _LEGS:
+        return False
+    return any(
+        nodeid.startswith(prefix) and _one_backend_leg(prefix) != BACKEND
+        for prefix in ONE_BACKEND
+    )
+
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -557,9 +578,9 @@ def pytest_collection_modifyitems(config, items):
         )
     kept, deselected = [], []
     for item in items:
-        skip = (SKIP_BACKEND_INDEPENDENT and is_backend_independent(item.nodeid)) or (
-            SKIP_ONE_BACKEND and is_one_backend(item.nodeid)
-        )
+        skip = (
+            SKIP_BACKEND_INDEPENDENT and is_backend_independent(item.nodeid)
+        ) or runs_elsewhere(item.nodeid)
         (deselected if skip else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)

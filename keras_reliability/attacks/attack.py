@@ -19,10 +19,12 @@ from keras_reliability.arguments import check_positive_int
 from keras_reliability.arguments import check_seed
 from keras_reliability.attacks.norms import per_example
 from keras_reliability.backend import cross_entropy
-from keras_reliability.data import check_input_shapes
-from keras_reliability.models import check_single_input
+from keras_reliability.data import check_model_inputs
+from keras_reliability.data import num_examples
+from keras_reliability.data import take
 from keras_reliability.models import class_labels
 from keras_reliability.models import feature_extractor
+from keras_reliability.models import perturbed_input
 from keras_reliability.serialization import register_serializable
 
 # The usual L-inf budget for images in [0, 1]; lets the registry build an
@@ -102,47 +104,73 @@ class Attack:
         self.seed = check_seed(seed, owner=owner)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.name = name or getattr(type(self), "registered_name", owner.lower())
+        # Set by `generate` for the batch being perturbed (multi-input models).
+        self._perturbed = None
+        self._context = None
 
     # Public API ------------------------------------------------------------
 
-    def generate(self, model, x, y=None, verbose=0):
+    def generate(self, model, x, y=None, verbose=0, inputs=None):
         """Adversarial versions of inputs `x` for `model`.
 
         Args:
-            model: a classifier with one input and one output of class
-                scores (logits or probabilities).
-            x: float inputs, numpy array or tensor.
+            model: a classifier with one output of class scores (logits or
+                probabilities).
+            x: float inputs, a numpy array or tensor; for a model with
+                several inputs, a dict (keyed by input name) or list of
+                arrays, of which `inputs` names the one to perturb.
             y: integer labels (or one-hot); None with
                 `use_predicted_labels=True`.
             verbose: 1 shows a Keras progress bar over the examples.
+            inputs: for a multi-input model, the float input to perturb (a
+                name or index); the other inputs are held fixed. None for a
+                single-input model.
 
         Returns:
-            A float32 numpy array shaped like `x`, inside `input_range`.
+            A float32 numpy array shaped like `x`, inside `input_range`; for
+            a multi-input model, `x`'s structure with the perturbed input
+            replaced by its float32 adversarial version.
 
         Raises:
             ValueError: for integer inputs, inputs whose shape does not fit
-                the model, mismatched labels, a model with several inputs or
-                outputs, or outputs that are not class scores.
+                the model, mismatched labels, a multi-input model without
+                `inputs`, a model with several outputs, or outputs that are
+                not class scores.
         """
         owner = type(self).__name__
-        check_single_input(model, owner)
-        x = float_inputs(x, owner)
         # Before any forward pass: on JAX a call on inputs of the wrong shape
         # can leave the model's variables empty.
-        check_input_shapes(model, x, "x", owner)
-        lo, hi = self._range(x)
+        check_model_inputs(model, x, "x", owner)
+        perturbed = perturbed_input(model, x, inputs, owner)
+        if perturbed is None:
+            target, context = float_inputs(x, owner), ()
+        else:
+            target, context = perturbed.split(x)
+            target = float_inputs(target, owner, f"x[{perturbed.name!r}]")
+            context = tuple(np.asarray(ops.convert_to_numpy(leaf)) for leaf in context)
+            x = perturbed.assemble(target, context)
+        lo, hi = self._range(target)
         extractor = feature_extractor(model, (), owner)
         labels = self._labels(extractor, x, y)
         self._extractor = extractor
+        self._perturbed = perturbed
         self._checked_gradient = False
-        progress = keras.utils.Progbar(len(x), verbose=verbose, unit_name="example")
+        count = len(target)
+        progress = keras.utils.Progbar(count, verbose=verbose, unit_name="example")
         batches = []
-        for start in range(0, len(x), self.batch_size):
-            batch = ops.convert_to_tensor(x[start : start + self.batch_size])
-            batch_labels = ops.convert_to_tensor(labels[start : start + self.batch_size])
+        for start in range(0, count, self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            batch = ops.convert_to_tensor(target[rows])
+            batch_labels = ops.convert_to_tensor(labels[rows])
+            self._context = (
+                None if perturbed is None
+                else tuple(ops.convert_to_tensor(leaf[rows]) for leaf in context)
+            )
             batches.append(ops.convert_to_numpy(self.perturb(batch, batch_labels, lo, hi)))
             progress.add(len(batches[-1]))
-        return np.concatenate(batches).astype(np.float32)
+        self._context = None
+        adversarial = np.concatenate(batches).astype(np.float32)
+        return adversarial if perturbed is None else perturbed.assemble(adversarial, context)
 
     def perturb(self, x, labels, lo, hi):
         """The adversarial version of one batch `x` (a backend tensor).
@@ -156,7 +184,7 @@ class Attack:
 
     def logits(self, x):
         """The model's logits at `x` (`training=False`)."""
-        return self._extractor.forward()(x)
+        return self._extractor.forward(self._perturbed)(x, context=self._context)
 
     def loss_gradient(self, x, labels):
         """The gradient of the summed cross-entropy with respect to `x`."""
@@ -168,9 +196,9 @@ class Attack:
         Warns once per `generate` call when the gradient vanishes for most
         of the batch (gradient masking).
         """
-        gradient, logits = self._extractor.input_gradient(cross_entropy, with_outputs=True)(
-            x, labels
-        )
+        gradient, logits = self._extractor.input_gradient(
+            cross_entropy, with_outputs=True, perturbed=self._perturbed
+        )(x, labels, context=self._context)
         if not self._checked_gradient:
             self._checked_gradient = True
             flat = ops.reshape(ops.abs(gradient), (ops.shape(gradient)[0], -1))
@@ -241,7 +269,7 @@ class Attack:
 
     def _labels(self, extractor, x, y):
         owner = type(self).__name__
-        outputs = extractor.predict(x[: self.batch_size], batch_size=self.batch_size)
+        outputs = extractor.predict(take(x, self.batch_size), batch_size=self.batch_size)
         if self.uses_gradients and not outputs.exact_logits:
             warnings.warn(
                 f"{owner}: the model outputs probabilities and its logits cannot "
@@ -259,7 +287,9 @@ class Attack:
             raise ValueError(
                 f"{owner}.generate needs the true labels `y`, or " "`use_predicted_labels=True`."
             )
-        return class_labels(y, len(x), outputs.logits.shape[1], name="y", owner=owner)
+        return class_labels(
+            y, num_examples(x), outputs.logits.shape[1], name="y", owner=owner
+        )
 
     def get_config(self):
         return {

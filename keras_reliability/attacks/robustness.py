@@ -7,16 +7,18 @@ from keras_reliability.arguments import check_numbers
 from keras_reliability.data import check_model_inputs
 from keras_reliability.models import class_labels
 from keras_reliability.models import feature_extractor
+from keras_reliability.models import perturbed_input
 
 _OWNER = "robust_accuracy"
 
 
-def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
+def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0, inputs=None):
     """Accuracy of `model` on adversarial versions of `x`, per budget.
 
     Args:
         model: a classifier.
-        x: float inputs.
+        x: float inputs; for a model with several inputs, a dict or list of
+            arrays (see `inputs`).
         y: integer (or one-hot) labels.
         attack: an attack instance, name or config (the `"attack"`
             registry); its `epsilon` is replaced by each budget. A name
@@ -26,6 +28,8 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
             finite numbers >= 0; 0 gives the clean accuracy.
         batch_size: overrides the attack's batch size.
         verbose: 1 prints each budget and shows the attack's progress bar.
+        inputs: for a multi-input model, the float input the attack
+            perturbs (a name or index); the others are held fixed.
 
     Returns:
         A dict `{epsilon: accuracy}` of Python floats (the budgets as
@@ -49,6 +53,7 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
     epsilons = check_numbers(epsilons, "epsilons", positive=False, owner=_OWNER)
     extractor = feature_extractor(model, (), _OWNER)
     check_model_inputs(model, x, "x", _OWNER)
+    perturbed_input(model, x, inputs, _OWNER)  # refused before any pass
     clean = extractor.predict(x, batch_size=batch_size)
     labels = class_labels(y, len(clean), clean.logits.shape[1], name="y", owner=_OWNER)
     config = attack.get_config()
@@ -61,7 +66,7 @@ def robust_accuracy(model, x, y, attack, epsilons, batch_size=None, verbose=0):
             print(f"{budgeted.name}, epsilon {epsilon:g}")
         if epsilon > 0:
             logits = extractor.predict(
-                budgeted.generate(model, x, labels, verbose), batch_size=config["batch_size"]
+                budgeted.generate(model, x, labels, verbose, inputs=inputs), batch_size=config["batch_size"]
             ).logits
         else:
             logits = clean.logits

@@ -46,6 +46,15 @@ def argmax(x, axis=-1):
     return module.argmax(x, axis)
 
 
+def model_inputs(x, context):
+    """What a model of a perturbed input and its `context` is called on.
+
+    `x` alone without a context; `(x, context)` otherwise, the other inputs
+    of a multi-input model, which are held fixed and not differentiated.
+    """
+    return x if context is None else (x, context)
+
+
 def input_gradient_function(model, loss, with_outputs=False):
     """A compiled function returning the gradient of a loss w.r.t. the inputs.
 
@@ -60,11 +69,13 @@ def input_gradient_function(model, loss, with_outputs=False):
         with_outputs: also return the model's outputs of the same pass.
 
     Returns:
-        `gradient(x, *args)`: the gradient of `sum(loss(model(x), *args))`
-        with respect to `x`, a backend tensor shaped like `x`, or the pair
-        `(gradient, outputs)` with `with_outputs=True`. Compiled with
-        `jax.jit` on JAX and `tf.function` on TensorFlow; eager autograd on
-        PyTorch.
+        `gradient(x, *args, context=None)`: the gradient of
+        `sum(loss(model(x), *args))` with respect to `x`, a backend tensor
+        shaped like `x`, or the pair `(gradient, outputs)` with
+        `with_outputs=True`. With a `context` (a tuple of tensors: the inputs
+        of a multi-input model that are not differentiated), the model is
+        called on `(x, context)`. Compiled with `jax.jit` on JAX and
+        `tf.function` on TensorFlow; eager autograd on PyTorch.
     """
     return _module_for("Input gradients").input_gradient_function(model, loss, with_outputs)
 
@@ -72,12 +83,13 @@ def input_gradient_function(model, loss, with_outputs=False):
 def forward_function(model):
     """A compiled `model(x, training=False)` that follows the model's weights.
 
-    Compiled with `jax.jit` (weights passed as arguments) on JAX and
-    `tf.function` on TensorFlow; eager without autograd on PyTorch.
+    Returns `forward(x, context=None)` (see `input_gradient_function` for
+    `context`). Compiled with `jax.jit` (weights passed as arguments) on JAX
+    and `tf.function` on TensorFlow; eager without autograd on PyTorch.
     """
     module = _native_module()
     if module is None:
-        return lambda x: model(x, training=False)
+        return lambda x, context=None: model(model_inputs(x, context), training=False)
     return module.forward_function(model)
 
 

@@ -6,22 +6,28 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from keras_reliability.backend import model_inputs
+
 
 def argmax(x, axis):
     return jnp.argmax(x, axis=axis).astype("int32")
 
 
 def input_gradient_function(model, loss, with_outputs):
-    def total_loss(trainable, non_trainable, x, *args):
-        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+    def total_loss(trainable, non_trainable, x, context, *args):
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, model_inputs(x, context), training=False
+        )
         return jnp.sum(loss(outputs, *args)), outputs
 
     gradient = jax.jit(jax.grad(total_loss, argnums=2, has_aux=True))
 
-    def call(x, *args):
+    def call(x, *args, context=None):
         trainable = [variable.value for variable in model.trainable_variables]
         non_trainable = [variable.value for variable in model.non_trainable_variables]
-        result = gradient(trainable, non_trainable, jnp.asarray(x, jnp.float32), *args)
+        result = gradient(
+            trainable, non_trainable, jnp.asarray(x, jnp.float32), context, *args
+        )
         return result if with_outputs else result[0]
 
     return call
@@ -29,13 +35,15 @@ def input_gradient_function(model, loss, with_outputs):
 
 def forward_function(model):
     @jax.jit
-    def forward(trainable, non_trainable, x):
-        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+    def forward(trainable, non_trainable, x, context):
+        return model.stateless_call(
+            trainable, non_trainable, model_inputs(x, context), training=False
+        )[0]
 
-    def call(x):
+    def call(x, context=None):
         trainable = [variable.value for variable in model.trainable_variables]
         non_trainable = [variable.value for variable in model.non_trainable_variables]
-        return forward(trainable, non_trainable, jnp.asarray(x, jnp.float32))
+        return forward(trainable, non_trainable, jnp.asarray(x, jnp.float32), context)
 
     return call
 

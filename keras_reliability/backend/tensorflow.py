@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_reliability.backend import model_inputs
+
 
 def argmax(x, axis):
     return tf.argmax(x, axis=axis, output_type=tf.int32)
@@ -10,23 +12,26 @@ def argmax(x, axis):
 
 def input_gradient_function(model, loss, with_outputs):
     @tf.function(reduce_retracing=True)
-    def gradient(x, *args):
+    def gradient(x, context, *args):
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            outputs = model(x, training=False)
+            tape.watch(x)  # the context (other inputs) is not watched
+            outputs = model(model_inputs(x, context), training=False)
             value = tf.reduce_sum(loss(outputs, *args))
         result = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return (result, outputs) if with_outputs else result
 
-    def call(x, *args):
-        return gradient(tf.convert_to_tensor(x, tf.float32), *args)
+    def call(x, *args, context=None):
+        return gradient(tf.convert_to_tensor(x, tf.float32), context, *args)
 
     return call
 
 
 def forward_function(model):
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda x: forward(tf.convert_to_tensor(x, tf.float32))
+    forward = tf.function(
+        lambda x, context: model(model_inputs(x, context), training=False),
+        reduce_retracing=True,
+    )
+    return lambda x, context=None: forward(tf.convert_to_tensor(x, tf.float32), context)
 
 
 # How a train function says that its data ran out (`fit` catches them).

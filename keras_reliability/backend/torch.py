@@ -4,16 +4,18 @@ import keras
 import torch
 from keras import ops
 
+from keras_reliability.backend import model_inputs
+
 
 def argmax(x, axis):
     return torch.argmax(ops.convert_to_tensor(x), dim=axis).to(torch.int32)
 
 
 def input_gradient_function(model, loss, with_outputs):
-    def call(x, *args):
+    def call(x, *args, context=None):
         x = ops.convert_to_tensor(x, "float32").detach().requires_grad_(True)
         with torch.enable_grad():
-            outputs = model(x, training=False)
+            outputs = model(model_inputs(x, context), training=False)
             value = loss(outputs, *args).sum()
             (gradient,) = torch.autograd.grad(value, x, allow_unused=True, materialize_grads=True)
         return (gradient, outputs.detach()) if with_outputs else gradient
@@ -22,9 +24,10 @@ def input_gradient_function(model, loss, with_outputs):
 
 
 def forward_function(model):
-    def call(x):
+    def call(x, context=None):
         with torch.no_grad():
-            return model(ops.convert_to_tensor(x, "float32"), training=False)
+            x = ops.convert_to_tensor(x, "float32")
+            return model(model_inputs(x, context), training=False)
 
     return call
 

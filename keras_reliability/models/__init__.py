@@ -19,6 +19,8 @@ from keras_reliability.models.graph import check_model
 from keras_reliability.models.graph import check_single_input
 from keras_reliability.models.graph import output_model
 from keras_reliability.models.graph import resolve_layer
+from keras_reliability.models.inputs import PerturbedInput
+from keras_reliability.models.inputs import perturbed_input
 from keras_reliability.models.labels import class_labels
 from keras_reliability.models.outputs import ModelReading
 from keras_reliability.models.outputs import check_output

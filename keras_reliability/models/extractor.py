@@ -155,6 +155,20 @@ class _LogitsModel(keras.Model):
         return self.predictor(inputs, training=False)["logits"]
 
 
+class _PerturbedLogitsModel(keras.Model):
+    """Logits of `(perturbed input, context)`: one input of several, apart."""
+
+    def __init__(self, logits_model, perturbed):
+        super().__init__(name="perturbed_logits", dtype="float32")
+        self.logits_model = logits_model
+        self.perturbed = perturbed
+        self.built = True
+
+    def call(self, inputs, training=False):
+        x, context = inputs
+        return self.logits_model(self.perturbed.assemble(x, context), training=False)
+
+
 class FeatureExtractor:
     """Compiled forward pass returning float32 logits and chosen hidden features.
 
@@ -263,24 +277,32 @@ class FeatureExtractor:
             self._logits_model = _LogitsModel(self._predictor_model())
         return self._logits_model
 
-    def input_gradient(self, loss, with_outputs=False):
+    def input_gradient(self, loss, with_outputs=False, perturbed=None):
         """`backend.input_gradient_function` of `logits_model()` for `loss`.
 
-        Compiled once per loss and kept, so that every attack or scorer on
-        this model shares one traced function.
+        Compiled once per loss (and perturbed input) and kept, so that every
+        attack or scorer on this model shares one traced function. With a
+        `PerturbedInput`, the function is `gradient(x, *args, context=...)`:
+        `x` is that input, `context` the model's other inputs.
         """
-        key = (loss, with_outputs)
+        key = (loss, with_outputs, None if perturbed is None else perturbed.key)
         if key not in self._compiled:
             self._compiled[key] = backend.input_gradient_function(
-                self.logits_model(), loss, with_outputs
+                self._attacked_model(perturbed), loss, with_outputs
             )
         return self._compiled[key]
 
-    def forward(self):
+    def forward(self, perturbed=None):
         """`backend.forward_function` of `logits_model()`: compiled logits."""
-        if "forward" not in self._compiled:
-            self._compiled["forward"] = backend.forward_function(self.logits_model())
-        return self._compiled["forward"]
+        key = ("forward", None if perturbed is None else perturbed.key)
+        if key not in self._compiled:
+            self._compiled[key] = backend.forward_function(self._attacked_model(perturbed))
+        return self._compiled[key]
+
+    def _attacked_model(self, perturbed):
+        if perturbed is None:
+            return self.logits_model()
+        return _PerturbedLogitsModel(self.logits_model(), perturbed)
 
     # Logits from features (ReAct) -----------------------------------------
 

@@ -49,6 +49,20 @@ def output_model(model, index):
     )
 
 
+def input_names(model):
+    """The names by which Keras matches a dict of inputs to the model's inputs.
+
+    The keys of the dict the model was built on, in the order of
+    `model.inputs`; otherwise the input tensors' names (`keras.Input(...,
+    name=)`). Empty for a model without a symbolic graph.
+    """
+    structure = getattr(model, "_inputs_struct", None)
+    if isinstance(structure, dict):
+        return [str(path[0]) for path, _ in keras.tree.flatten_with_path(structure)]
+    graph = symbolic_graph(model)
+    return [tensor.name for tensor in graph[0]] if graph is not None else []
+
+
 def input_structure(model):
     """The structure (tensor, dict or list) a functional model's inputs were given in.
 

@@ -156,8 +156,9 @@ REFUSED = {
     "regression": r"regression",
     "multi_output": r"has 2 outputs.*pass `output=`",
 }
-# Tools that need a single float input or a graph.
-TWO_INPUT_REFUSALS = r"one input|one array of float inputs"
+# Without `inputs=`, attacks cannot tell which input to perturb; the
+# adversarial callback perturbs models of one input only.
+TWO_INPUT_REFUSALS = {"fgsm": r"pass `inputs=`", "adversarial": r"one input"}
 
 
 def _tolerance(name):
@@ -216,7 +217,7 @@ def _refusal(name, tool):
     if name in REFUSED:
         return REFUSED[name]
     if name == "two_inputs" and tool in ("fgsm", "adversarial"):
-        return TWO_INPUT_REFUSALS
+        return TWO_INPUT_REFUSALS[tool]
     if name == "subclassed" and tool == "mahalanobis":
         return r"reading features needs a functional or Sequential model"
     return None
@@ -438,3 +439,77 @@ def test_calibration_of_a_multi_output_model_with_output_chosen(output):
 def test_output_argument_is_checked_in_the_constructor():
     with pytest.raises(ValueError, match=r"CalibrationCallback: `output` must be None.*1\.5"):
         kr.callbacks.CalibrationCallback((np.zeros((2, 3)), np.zeros(2)), output=1.5)
+
+
+def two_named_inputs():
+    a = keras.Input((NUM_FEATURES // 2,), name="image")
+    b = keras.Input((NUM_FEATURES // 2,), name="meta")
+    h = _body(keras.layers.Concatenate()([a, b]))
+    head = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")(h)
+    return keras.Model({"image": a, "meta": b}, head)
+
+
+@pytest.mark.parametrize("form, inputs", [("list", 0), ("list", 1), ("dict", "meta")])
+def test_attack_on_a_two_input_model_perturbs_the_chosen_input(form, inputs):
+    if form == "list":
+        model = model_named("two_inputs")
+    else:
+        keras.utils.set_random_seed(0)
+        model = two_named_inputs()
+    [a, b], y = data("two_inputs")
+    position = {0: 0, 1: 1, "meta": 1}[inputs]
+    x = [a, b] if form == "list" else {"image": a, "meta": b}
+    epsilon = 0.05
+    adversarial = kr.attacks.FGSM(epsilon, input_range=(0, 1)).generate(
+        model, x, y, inputs=inputs
+    )
+    leaves = adversarial if form == "list" else [adversarial["image"], adversarial["meta"]]
+    original = [a, b]
+    fixed = 1 - position
+    np.testing.assert_array_equal(leaves[fixed], original[fixed])
+    moved = leaves[position] - original[position]
+    assert np.abs(moved).max() <= epsilon + 1e-6
+    # The direction: the sign of the cross-entropy's gradient with respect
+    # to the chosen input, by central differences in float64.
+    h = 1e-3
+    labels = y[:, 0]
+
+    def predict(values):
+        both = list(original)
+        both[position] = values
+        return np.asarray(
+            model.predict(both if form == "list" else dict(zip(["image", "meta"], both)),
+                          verbose=0),
+            dtype=np.float64,
+        )
+
+    def loss(values):
+        p = predict(values)
+        return -np.log(p[np.arange(len(p)), labels])
+
+    target = original[position].astype(np.float64)
+    gradient = np.zeros_like(target)
+    for j in range(target.shape[1]):
+        step = np.zeros_like(target)
+        step[:, j] = h
+        gradient[:, j] = (loss(target + step) - loss(target - step)) / (2 * h)
+    stepped = target + epsilon * np.sign(gradient)
+    check = (np.abs(gradient) > 1e-2) & (stepped >= 0) & (stepped <= 1)
+    assert check.sum() > 0
+    np.testing.assert_array_equal(np.sign(moved[check]), np.sign(gradient[check]))
+
+    accuracies = kr.attacks.robust_accuracy(
+        model, x, y, kr.attacks.FGSM(epsilon, input_range=(0, 1)), [0, epsilon], inputs=inputs
+    )
+    reference = predict(original[position]).argmax(axis=1) == labels
+    assert accuracies[0] == pytest.approx(reference.mean())
+    assert accuracies[epsilon] <= accuracies[0] + 1e-9
+
+
+def test_attack_on_a_two_input_model_needs_inputs():
+    model = model_named("two_inputs")
+    x, y = data("two_inputs")
+    with pytest.raises(ValueError, match=r"FGSM: model .* takes 2 inputs .*pass `inputs=`"):
+        kr.attacks.FGSM(0.05, input_range=(0, 1)).generate(model, x, y)
+    with pytest.raises(ValueError, match=r"robust_accuracy: `inputs` must be one of"):
+        kr.attacks.robust_accuracy(model, x, y, "fgsm", [0.1], inputs="nope")

@@ -84,12 +84,15 @@ def inputs_and_labels():
     )
 
 
-def reference_pgd(x, labels, epsilon, steps, step_size, norm):
-    """PGD from x without random start; None when a step is ambiguous in float32."""
+def reference_pgd(x, labels, epsilon, steps, step_size, norm, columns=slice(None)):
+    """PGD from x without random start; None when a step is ambiguous in float32.
+
+    Only `columns` of `x` are perturbed (one input of a two-input model).
+    """
     x = x.astype(np.float64)
     adversarial = x.copy()
     for _ in range(steps):
-        g = gradient(adversarial, labels)
+        g = gradient(adversarial, labels)[:, columns]
         if norm == "linf":
             if np.any(np.abs(g) < MARGIN):
                 return None
@@ -99,7 +102,8 @@ def reference_pgd(x, labels, epsilon, steps, step_size, norm):
             if np.any(norms < MARGIN):
                 return None
             direction = g / norms
-        adversarial = adversarial + step_size * direction
+        adversarial = adversarial.copy()
+        adversarial[:, columns] += step_size * direction
         delta = adversarial - x
         if norm == "linf":
             delta = np.clip(delta, -epsilon, epsilon)
@@ -157,6 +161,73 @@ def test_pgd_without_random_start_equals_reference(
     )
     fuzz.reference(
         "PGD.generate", attack.generate(model, x, labels), expected, atol=1e-5
+    )
+
+
+SPLIT = 1  # the two-input model's first input holds the first SPLIT columns
+
+
+def two_input_model():
+    first, second = keras.Input((SPLIT,), name="first"), keras.Input((DIM - SPLIT,), name="second")
+    dense = keras.layers.Dense(NUM_CLASSES)
+    model = keras.Model([first, second], dense(keras.layers.Concatenate()([first, second])))
+    dense.set_weights([W, B])
+    return model
+
+
+@pytest.fixture(scope="module")
+def two_inputs():
+    return two_input_model()
+
+
+@budget(15)
+@given(
+    data=inputs_and_labels(),
+    epsilon=st.sampled_from([0.05, 0.3]),
+    steps=st.integers(1, 2),
+    norm=st.sampled_from(["linf", "l2"]),
+    chosen=st.sampled_from([0, 1, "first", "second"]),
+)
+def test_pgd_on_one_input_of_two_equals_reference(fuzz, two_inputs, data, epsilon, steps,
+                                                   norm, chosen):
+    x, labels = data
+    columns = slice(0, SPLIT) if chosen in (0, "first") else slice(SPLIT, DIM)
+    expected = reference_pgd(x, labels, epsilon, steps, epsilon / 2, norm, columns)
+    assume(expected is not None)
+    attack = attacks.PGD(
+        epsilon=epsilon, steps=steps, step_size=epsilon / 2, norm=norm,
+        random_start=False, input_range=(0, 1),
+    )
+    actual = attack.generate(two_inputs, [x[:, :SPLIT], x[:, SPLIT:]], labels, inputs=chosen)
+    fuzz.reference("PGD.generate", np.concatenate(actual, axis=1), expected, atol=1e-5)
+
+
+def test_invalid_inputs_argument_raises_clear_error(fuzz, model, two_inputs):
+    x = [X[:, :SPLIT], X[:, SPLIT:]]
+    check_every(
+        fuzz,
+        "FGSM.generate",
+        "inputs",
+        {"None": None, "unknown name": "nope", "index": 2, "float": 0.5, "list": [0]},
+        lambda bad: attacks.FGSM(0.1, input_range=(0, 1)).generate(
+            two_inputs, x, Y, inputs=bad
+        ),
+    )
+    check_every(
+        fuzz,
+        "FGSM.generate",
+        "inputs",
+        {"unknown name": "nope", "index": 1},
+        lambda bad: attacks.FGSM(0.1, input_range=(0, 1)).generate(model, X, Y, inputs=bad),
+    )
+    check_every(
+        fuzz,
+        "robust_accuracy",
+        "inputs",
+        {"None": None, "unknown name": "nope"},
+        lambda bad: attacks.robust_accuracy(
+            two_inputs, x, Y, attacks.FGSM(0.1, input_range=(0, 1)), [0.1], inputs=bad
+        ),
     )
 
 
