@@ -19,6 +19,7 @@ that is no longer in its file (a renamed test) gets a warning. A test not
 listed runs on every backend: the safe default for new tests.
 """
 
+import collections
 import functools
 import os
 import pathlib
@@ -635,3 +636,50 @@ def pytest_fixture_setup(fixturedef, request):
     if guard.calls:
         item._backend_calls = getattr(item, "_backend_calls", []) + guard.calls
     return result
+
+
+# Fuzz counts (tests/fuzz): kept on the config so that, under pytest-xdist,
+# each worker sends its counts to the controller, which prints one table.
+FUZZ_COLUMNS = ("tried", "clear error", "equal to reference", "invariant held", "failed")
+
+
+def pytest_configure(config):
+    config.fuzz_counts = collections.defaultdict(collections.Counter)
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fuzz_counts"] = {
+            entry: dict(counts) for entry, counts in session.config.fuzz_counts.items()
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for entry, counts in getattr(node, "workeroutput", {}).get("fuzz_counts", {}).items():
+        node.config.fuzz_counts[entry].update(counts)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = config.fuzz_counts
+    if not counts or hasattr(config, "workeroutput"):
+        return
+    terminalreporter.section(f"fuzz counts (KERAS_BACKEND={BACKEND})")
+    width = max([len("entry point")] + [len(entry) for entry in counts])
+    header = f"{'entry point':<{width}} " + " ".join(f"{c:>18}" for c in FUZZ_COLUMNS)
+    rows = [header, "-" * len(header)]
+    total = collections.Counter()
+    for entry in sorted(counts):
+        total.update(counts[entry])
+        cells = " ".join(f"{counts[entry][c]:>18}" for c in FUZZ_COLUMNS)
+        rows.append(f"{entry:<{width}} {cells}")
+    rows += ["-" * len(header)]
+    rows.append(f"{'total':<{width}} " + " ".join(f"{total[c]:>18}" for c in FUZZ_COLUMNS))
+    for row in rows:
+        terminalreporter.write_line(row)
+    terminalreporter.write_line(
+        "failed = examples that gave an internal error, an error not naming the "
+        "argument, no error, or a number unlike the reference (expected only "
+        "inside xfail'ed tests)."
+    )

@@ -22,7 +22,6 @@ examples (see `budget` in each module; test modules cannot import this file
 under `--import-mode=importlib`, so they read the registered profile).
 """
 
-import collections
 import os
 import re
 
@@ -46,8 +45,6 @@ hypothesis.settings.register_profile(
     ],
 )
 
-
-COLUMNS = ("tried", "clear error", "equal to reference", "invariant held", "failed")
 
 # Keras appends the call's arguments to errors raised inside `Layer.call`
 # ("Arguments received by X.call(): inputs=..."): that text names every
@@ -87,10 +84,14 @@ def names_argument(message, argument):
 
 
 class Recorder:
-    """Per-entry-point counts and the two assertions of the property."""
+    """Per-entry-point counts and the two assertions of the property.
 
-    def __init__(self):
-        self.counts = collections.defaultdict(collections.Counter)
+    The counts live in the session's `config.fuzz_counts` (tests/conftest.py),
+    which sums the workers' counts under pytest-xdist and prints the table.
+    """
+
+    def __init__(self, counts):
+        self.counts = counts
 
     def _fail(self, entry, message):
         self.counts[entry]["failed"] += 1
@@ -158,63 +159,13 @@ class Recorder:
             self._fail(entry, message)
         self.counts[entry]["invariant held"] += 1
 
-    def table(self):
-        width = max([len("entry point")] + [len(entry) for entry in self.counts])
-        header = f"{'entry point':<{width}} " + " ".join(f"{c:>18}" for c in COLUMNS)
-        lines = [header, "-" * len(header)]
-        total = collections.Counter()
-        for entry in sorted(self.counts):
-            counts = self.counts[entry]
-            total.update(counts)
-            lines.append(
-                f"{entry:<{width}} " + " ".join(f"{counts[c]:>18}" for c in COLUMNS)
-            )
-        lines.append("-" * len(header))
-        lines.append(
-            f"{'total':<{width}} " + " ".join(f"{total[c]:>18}" for c in COLUMNS)
-        )
-        return lines
-
 
 def _short(value):
     text = repr(value)
     return text if len(text) < 200 else text[:200] + "..."
 
 
-RECORDER = Recorder()
-
-
 @pytest.fixture(scope="session")
-def fuzz():
+def fuzz(request):
     """The session's `Recorder`."""
-    return RECORDER
-
-
-def pytest_sessionfinish(session):
-    # Under pytest-xdist each worker records its own examples; the counts go
-    # to the controller, which prints the table (pytest_testnodedown).
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput["fuzz_counts"] = {
-            entry: dict(counts) for entry, counts in RECORDER.counts.items()
-        }
-
-
-def pytest_testnodedown(node, error):
-    for entry, counts in getattr(node, "workeroutput", {}).get("fuzz_counts", {}).items():
-        RECORDER.counts[entry].update(counts)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not RECORDER.counts or hasattr(config, "workeroutput"):
-        return
-    import keras
-
-    terminalreporter.section(f"fuzz counts (KERAS_BACKEND={keras.backend.backend()})")
-    for line in RECORDER.table():
-        terminalreporter.write_line(line)
-    terminalreporter.write_line(
-        "failed = examples that gave an internal error, an error not naming the "
-        "argument, no error, or a number unlike the reference (expected only "
-        "inside xfail'ed tests)."
-    )
+    return Recorder(request.config.fuzz_counts)
