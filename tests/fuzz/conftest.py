@@ -152,6 +152,30 @@ class Recorder:
             self._fail(entry, f"silently wrong number (reference differs): {error}")
         self.counts[entry]["equal to reference"] += 1
 
+    def check_every(self, entry, argument, variants, make_call):
+        """Every invalid variant must raise a clear error; reports all that do not."""
+        failures = []
+        for kind, bad in variants.items():
+            try:
+                self.clear_error(entry, argument, lambda bad=bad: make_call(bad))
+            except AssertionError as error:
+                failures.append(f"[{argument}: {kind}] {error}")
+        assert not failures, "\n".join(failures)
+
+    @staticmethod
+    def not_models():
+        """Values passed as `model` that are not Keras models."""
+        import keras
+
+        return {
+            "None": None,
+            "str": "model",
+            "int": 3,
+            "function": lambda x: x,
+            "layer": keras.layers.Dense(3),
+            "array": np.zeros((2, 3)),
+        }
+
     def invariant(self, entry, holds, message):
         """A property without a closed-form reference (random attacks, plots)."""
         self.counts[entry]["tried"] += 1

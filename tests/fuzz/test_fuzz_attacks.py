@@ -32,17 +32,6 @@ def budget(examples):
     )
 
 
-def check_every(fuzz, entry, argument, variants, make_call):
-    """Every invalid variant must raise a clear error; reports all that do not."""
-    failures = []
-    for kind, bad in variants.items():
-        try:
-            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
-        except AssertionError as error:
-            failures.append(f"[{argument}: {kind}] {error}")
-    assert not failures, "\n".join(failures)
-
-
 DIM, NUM_CLASSES = 4, 3
 NUM_EXAMPLES = (1, 5)
 RNG = np.random.default_rng(7)
@@ -204,8 +193,7 @@ def test_pgd_on_one_input_of_two_equals_reference(fuzz, two_inputs, data, epsilo
 
 def test_invalid_inputs_argument_raises_clear_error(fuzz, model, two_inputs):
     x = [X[:, :SPLIT], X[:, SPLIT:]]
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "FGSM.generate",
         "inputs",
         {"None": None, "unknown name": "nope", "index": 2, "float": 0.5, "list": [0]},
@@ -213,15 +201,13 @@ def test_invalid_inputs_argument_raises_clear_error(fuzz, model, two_inputs):
             two_inputs, x, Y, inputs=bad
         ),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "FGSM.generate",
         "inputs",
         {"unknown name": "nope", "index": 1},
         lambda bad: attacks.FGSM(0.1, input_range=(0, 1)).generate(model, X, Y, inputs=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "robust_accuracy",
         "inputs",
         {"None": None, "unknown name": "nope"},
@@ -341,17 +327,6 @@ X = RNG.uniform(size=(6, DIM)).astype(np.float32)
 Y = np.arange(6) % NUM_CLASSES
 
 
-def not_models():
-    return {
-        "None": None,
-        "str": "model",
-        "int": 3,
-        "function": lambda x: x,
-        "layer": keras.layers.Dense(3),
-        "array": np.zeros((2, 3)),
-    }
-
-
 def early_bad_inputs():
     """`x` refused by attack.py's own input checks, before any forward pass."""
     return {
@@ -388,18 +363,17 @@ def test_generate_invalid_arguments_raise_clear_error(fuzz, model, name):
     entry = f"{name}.generate"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        check_every(
-            fuzz, entry, "model", not_models(), lambda bad: attack.generate(bad, X, Y)
+        fuzz.check_every(
+            entry, "model", fuzz.not_models(), lambda bad: attack.generate(bad, X, Y)
         )
-        check_every(
-            fuzz,
+        fuzz.check_every(
             entry,
             "x",
             early_bad_inputs(),
             lambda bad: attack.generate(model, bad, Y),
         )
-        check_every(
-            fuzz, entry, "y", bad_labels(), lambda bad: attack.generate(model, X, bad)
+        fuzz.check_every(
+            entry, "y", bad_labels(), lambda bad: attack.generate(model, X, bad)
         )
 
 
@@ -408,8 +382,7 @@ def test_generate_wrongly_shaped_inputs_raise_clear_error(fuzz, name):
     # A model of its own: on JAX a forward pass on a wrongly shaped input
     # can leave a model unusable (Keras), so the attack must refuse it first.
     model = linear_model()
-    check_every(
-        fuzz,
+    fuzz.check_every(
         f"{name}.generate",
         "x",
         {"rank 3": X[None], "wrong width": X[:, :3]},
@@ -502,7 +475,7 @@ def test_attack_constructor_arguments_raise_clear_error(fuzz):
         ("FGSM", "seed", lambda v: attacks.FGSM(seed=v), {"str": "abc", "float": 2.5}),
     ]
     for owner, argument, make, variants in cases:
-        check_every(fuzz, owner, argument, variants, make)
+        fuzz.check_every(owner, argument, variants, make)
 
 
 def test_attack_negative_seed_raises_clear_error(fuzz):
@@ -511,29 +484,25 @@ def test_attack_negative_seed_raises_clear_error(fuzz):
 
 def test_robust_accuracy_invalid_arguments_raise_clear_error(fuzz, model):
     attack = attacks.FGSM(input_range=(0, 1))
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "robust_accuracy",
         "model",
-        not_models(),
+        fuzz.not_models(),
         lambda bad: attacks.robust_accuracy(bad, X, Y, attack, [0.1]),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "robust_accuracy",
         "x",
         {"None": None, "rank 3": X[None], "wrong width": X[:, :3], "rank 1": X[0]},
         lambda bad: attacks.robust_accuracy(model, bad, Y, attack, [0.1]),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "robust_accuracy",
         "y",
         bad_labels(),
         lambda bad: attacks.robust_accuracy(model, X, bad, attack, [0.1]),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "robust_accuracy",
         "epsilons",
         {"empty": [], "number": 0.1},

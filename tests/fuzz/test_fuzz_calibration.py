@@ -38,17 +38,6 @@ def budget(examples):
     )
 
 
-def check_every(fuzz, entry, argument, variants, make_call):
-    """Every invalid variant must raise a clear error; reports all that do not."""
-    failures = []
-    for kind, bad in variants.items():
-        try:
-            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
-        except AssertionError as error:
-            failures.append(f"[{argument}: {kind}] {error}")
-    assert not failures, "\n".join(failures)
-
-
 NUM_EXAMPLES = (6, 12)
 NUM_CLASSES = (2, 3, 4)
 TINY = float(np.finfo(np.float32).tiny)
@@ -245,18 +234,16 @@ def test_fit_invalid_inputs_raise_clear_error(fuzz, name):
     make = CALIBRATORS[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        check_every(
-            fuzz,
+        fuzz.check_every(
             f"{name}.fit",
             "y_pred",
             bad_predictions(),
             lambda bad: make().fit(bad, Y),
         )
-        check_every(
-            fuzz, f"{name}.fit", "y_true", bad_labels(), lambda bad: make().fit(Z, bad)
+        fuzz.check_every(
+            f"{name}.fit", "y_true", bad_labels(), lambda bad: make().fit(Z, bad)
         )
-        check_every(
-            fuzz,
+        fuzz.check_every(
             f"{name}.fit",
             "sample_weight",
             bad_weights(),
@@ -266,8 +253,7 @@ def test_fit_invalid_inputs_raise_clear_error(fuzz, name):
 
 @pytest.mark.parametrize("name", sorted(CALIBRATORS))
 def test_fit_unreadable_predictions_raise_clear_error(fuzz, name):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         f"{name}.fit",
         "y_pred",
         {
@@ -308,8 +294,7 @@ def test_other_number_of_classes_raises_clear_error(fuzz, name):
 @pytest.mark.parametrize("name", sorted(CALIBRATORS))
 def test_call_unreadable_inputs_raise_clear_error(fuzz, name):
     scaler = CALIBRATORS[name]().fit(Z, Y)
-    check_every(
-        fuzz,
+    fuzz.check_every(
         f"{name}.call",
         "inputs",
         {"None": None, "str array": np.full((2, 3), "a")},
@@ -327,37 +312,32 @@ def test_constructor_arguments_raise_clear_error(fuzz):
         "bool": True,
         "list": [1.0],
     }
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "TemperatureScaling",
         "temperature",
         numbers | {"0": 0.0},
         lambda bad: TemperatureScaling(temperature=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "VectorScaling",
         "bias_l2",
         numbers,
         lambda bad: VectorScaling(bias_l2=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "MatrixScaling",
         "bias_l2",
         numbers,
         lambda bad: MatrixScaling(bias_l2=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "MatrixScaling",
         "off_diagonal_l2",
         numbers,
         lambda bad: MatrixScaling(off_diagonal_l2=bad),
     )
     for name, make in CALIBRATORS.items():
-        check_every(
-            fuzz,
+        fuzz.check_every(
             name,
             "from_logits",
             {"str": "yes", "None": None, "int": 1},
@@ -400,22 +380,19 @@ def test_calibrate_invalid_arguments_raise_clear_error(fuzz, small_model):
         "layer": keras.layers.Dense(3),
         "array": np.zeros((2, 3)),
     }
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "TemperatureScaling.calibrate",
         "model",
         not_models,
         lambda bad: TemperatureScaling.calibrate(bad, X4, Y),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "TemperatureScaling.calibrate",
         "x",
         {"None": None, "wrong width": X4[:, :3], "rank 3": X4[None], "rank 1": X4[0]},
         lambda bad: TemperatureScaling.calibrate(small_model, bad, Y),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "TemperatureScaling.calibrate",
         "from_logits",
         {"str": "yes", "int": 1},
@@ -424,8 +401,7 @@ def test_calibrate_invalid_arguments_raise_clear_error(fuzz, small_model):
 
 
 def test_calibrate_invalid_labels_name_y(fuzz, small_model):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "TemperatureScaling.calibrate",
         "y",
         {

@@ -642,23 +642,11 @@ def bad_weights(case):
     }
 
 
-def check_every(fuzz, entry, argument, variants, make_call):
-    """Every invalid variant must raise a clear error; reports all that do not."""
-    failures = []
-    for kind, bad in variants.items():
-        try:
-            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
-        except AssertionError as error:
-            failures.append(f"[{argument}: {kind}] {error}")
-    assert not failures, "\n".join(failures)
-
-
 @pytest.mark.parametrize("name", ALL_FUNCTIONS)
 @budget(3)
 @given(case=valid_cases(weighted=False))
 def test_invalid_predictions_raise_clear_error(fuzz, name, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "y_pred",
         bad_predictions(case),
@@ -670,8 +658,7 @@ def test_invalid_predictions_raise_clear_error(fuzz, name, case):
 @budget(3)
 @given(case=valid_cases(weighted=False))
 def test_invalid_labels_raise_clear_error(fuzz, name, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "y_true",
         bad_labels(case),
@@ -683,8 +670,7 @@ def test_invalid_labels_raise_clear_error(fuzz, name, case):
 @budget(3)
 @given(case=valid_cases(weighted=False))
 def test_invalid_sample_weight_raises_clear_error(fuzz, name, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "sample_weight",
         bad_weights(case),
@@ -702,8 +688,7 @@ def test_invalid_sample_weight_raises_clear_error(fuzz, name, case):
 @budget(2)
 @given(case=valid_cases(weighted=False))
 def test_invalid_from_logits_raises_clear_error(fuzz, name, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "from_logits",
         {"str": "yes", "None": None, "int 1": 1, "float 0": 0.0, "list": [True]},
@@ -715,8 +700,7 @@ def test_invalid_from_logits_raises_clear_error(fuzz, name, case):
 @budget(2)
 @given(case=valid_cases(weighted=False))
 def test_invalid_num_bins_raises_clear_error(fuzz, name, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "num_bins",
         {
@@ -739,8 +723,7 @@ def test_invalid_num_bins_raises_clear_error(fuzz, name, case):
 @budget(2)
 @given(case=valid_cases(weighted=False))
 def test_invalid_binning_raises_clear_error(fuzz, name, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "binning",
         {"unknown": "log", "empty": "", "None": None, "int": 3, "list": ["uniform"]},
@@ -753,8 +736,7 @@ def test_invalid_binning_raises_clear_error(fuzz, name, case):
 @budget(3)
 @given(case=valid_cases(weighted=False))
 def test_invalid_bandwidth_raises_clear_error(fuzz, case):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "smooth_ece",
         "bandwidth",
         {
@@ -870,8 +852,7 @@ def test_smooth_calibration_error_invalid_arrays(fuzz, argument):
         "outcomes": np.array([0.0, 1.0, 1.0]),
         "sample_weight": None,
     }
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "smooth_calibration_error",
         argument,
         variants,

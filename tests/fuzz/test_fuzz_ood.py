@@ -36,17 +36,6 @@ def budget(examples):
     )
 
 
-def check_every(fuzz, entry, argument, variants, make_call):
-    """Every invalid variant must raise a clear error; reports all that do not."""
-    failures = []
-    for kind, bad in variants.items():
-        try:
-            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
-        except AssertionError as error:
-            failures.append(f"[{argument}: {kind}] {error}")
-    assert not failures, "\n".join(failures)
-
-
 # OOD metrics --------------------------------------------------------------------
 
 SCORE_FUNCTIONS = (
@@ -244,8 +233,7 @@ def bad_scores(valid):
 )
 def test_invalid_scores_raise_clear_error(fuzz, name, scores_in, scores_out, argument):
     valid = {"scores_in": scores_in, "scores_out": scores_out}
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         argument,
         bad_scores(valid[argument]),
@@ -257,8 +245,7 @@ def test_invalid_scores_raise_clear_error(fuzz, name, scores_in, scores_out, arg
 @budget(2)
 @given(scores_in=score_arrays(), scores_out=score_arrays())
 def test_invalid_tpr_raises_clear_error(fuzz, name, scores_in, scores_out):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         name,
         "tpr",
         {
@@ -278,8 +265,7 @@ def test_invalid_tpr_raises_clear_error(fuzz, name, scores_in, scores_out):
 @budget(2)
 @given(scores_in=score_arrays(), scores_out=score_arrays())
 def test_invalid_drop_intermediate_raises_clear_error(fuzz, scores_in, scores_out):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "ood_roc_curve",
         "drop_intermediate",
         {"str": "yes", "None": None, "int": 1},
@@ -443,17 +429,6 @@ def fitted(name, model):
     return scorer.fit(model, TRAIN_X, TRAIN_Y) if scorer.requires_fit else scorer
 
 
-def not_models():
-    return {
-        "None": None,
-        "str": "model",
-        "int": 3,
-        "function": lambda x: x,
-        "layer": keras.layers.Dense(3),
-        "array": np.zeros((2, 3)),
-    }
-
-
 def early_bad_inputs(n=4):
     """Bad `x` refused before any forward pass by the scorers' own checks."""
     return {
@@ -483,19 +458,17 @@ def shape_bad_inputs(n=4):
 @pytest.mark.parametrize("name", sorted(SCORERS))
 def test_scorer_invalid_model_raises_clear_error(fuzz, identity_model, name):
     scorer = fitted(name, identity_model)
-    check_every(
-        fuzz,
+    fuzz.check_every(
         f"{name}.score",
         "model",
-        not_models(),
+        fuzz.not_models(),
         lambda bad: scorer.score(bad, TRAIN_X),
     )
     if scorer.requires_fit:
-        check_every(
-            fuzz,
+        fuzz.check_every(
             f"{name}.fit",
             "model",
-            not_models(),
+            fuzz.not_models(),
             lambda bad: SCORERS[name]().fit(bad, TRAIN_X, TRAIN_Y),
         )
 
@@ -506,8 +479,7 @@ def test_odin_invalid_inputs_raise_clear_error(fuzz):
     inputs = keras.Input((NUM_CLASSES,))
     model = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(inputs))
     scorer = ood.ODIN(epsilon=0.01)
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "ODIN.score",
         "x",
         early_bad_inputs() | shape_bad_inputs(),
@@ -525,8 +497,7 @@ def test_scorer_unchecked_inputs_raise_clear_error(fuzz, name):
     inputs = keras.Input((NUM_CLASSES,))
     model = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(inputs))
     scorer = fitted(name, model)
-    check_every(
-        fuzz,
+    fuzz.check_every(
         f"{name}.score",
         "x",
         early_bad_inputs() | shape_bad_inputs(),
@@ -557,8 +528,7 @@ def test_scorer_invalid_labels_raise_clear_error(fuzz, identity_model, name):
     }
     if name == "Mahalanobis":
         variants["None"] = None
-    check_every(
-        fuzz,
+    fuzz.check_every(
         f"{name}.fit",
         "y",
         variants,
@@ -613,12 +583,11 @@ def test_scorer_constructor_arguments_raise_clear_error(fuzz):
         ),
     ]
     for owner, argument, make, variants in cases:
-        check_every(fuzz, owner, argument, variants, make)
+        fuzz.check_every(owner, argument, variants, make)
 
 
 def test_odin_invalid_batch_size_raises_clear_error(fuzz, identity_model):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "ODIN.score",
         "batch_size",
         {"0": 0, "negative": -1, "str": "a", "float": 2.5},
@@ -711,8 +680,7 @@ def test_synthetic_invalid_arguments_raise_clear_error(fuzz):
         },
     }
     for argument, variants in cases.items():
-        check_every(
-            fuzz,
+        fuzz.check_every(
             "synthetic_ood_sets",
             argument,
             variants,
@@ -720,8 +688,7 @@ def test_synthetic_invalid_arguments_raise_clear_error(fuzz):
                 **({"x": x} | {argument: bad})
             ),
         )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "synthetic_ood_sets",
         "kinds",
         {"blur on flat data": ["blur"]},

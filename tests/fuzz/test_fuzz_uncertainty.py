@@ -33,17 +33,6 @@ def budget(examples):
     )
 
 
-def check_every(fuzz, entry, argument, variants, make_call):
-    """Every invalid variant must raise a clear error; reports all that do not."""
-    failures = []
-    for kind, bad in variants.items():
-        try:
-            fuzz.clear_error(entry, argument, lambda bad=bad: make_call(bad))
-        except AssertionError as error:
-            failures.append(f"[{argument}: {kind}] {error}")
-    assert not failures, "\n".join(failures)
-
-
 DIM, NUM_CLASSES = 4, 3
 RNG = np.random.default_rng(3)
 W = RNG.normal(size=(DIM, NUM_CLASSES)).astype(np.float32)
@@ -176,16 +165,14 @@ def test_predictive_uncertainty_equals_formulas(fuzz, samples, level):
 
 
 def test_predictive_uncertainty_invalid_arguments_raise_clear_error(fuzz):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "PredictiveUncertainty",
         "samples",
         {"rank 2": np.ones((3, 2)), "rank 4": np.ones((1, 2, 3, 4))},
         PredictiveUncertainty,
     )
     result = PredictiveUncertainty(np.full((2, 3, 2), 0.5))
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "PredictiveUncertainty.interval",
         "level",
         {
@@ -207,53 +194,37 @@ def test_predictive_uncertainty_unreadable_samples(fuzz):
     )
 
 
-def not_models():
-    return {
-        "None": None,
-        "str": "model",
-        "int": 3,
-        "function": lambda x: x,
-        "layer": keras.layers.Dense(3),
-        "array": np.zeros((2, 3)),
-    }
-
-
 X = RNG.uniform(size=(6, DIM)).astype(np.float32)
 
 
 def test_invalid_arguments_raise_clear_error(fuzz, model):
     entry = "predict_with_uncertainty"
-    check_every(
-        fuzz,
+    fuzz.check_every(
         entry,
         "model",
-        not_models(),
+        fuzz.not_models(),
         lambda bad: predict_with_uncertainty(bad, X, num_samples=2),
     )
     integers = {"0": 0, "negative": -1, "float": 2.5, "str": "2", "bool": True}
-    check_every(
-        fuzz,
+    fuzz.check_every(
         entry,
         "num_samples",
         integers | {"None": None},
         lambda bad: predict_with_uncertainty(model, X, num_samples=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         entry,
         "batch_size",
         integers,
         lambda bad: predict_with_uncertainty(model, X, num_samples=2, batch_size=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         entry,
         "from_logits",
         {"str": "yes", "int": 1},
         lambda bad: predict_with_uncertainty(model, X, num_samples=2, from_logits=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         entry,
         "output",
         {"index out of range": 5, "unknown name": "nope"},
@@ -334,15 +305,13 @@ def test_bayesianize_copies_the_weights(
 
 def test_bayesianize_invalid_arguments_raise_clear_error(fuzz, original):
     unbuilt = keras.Sequential([keras.layers.Dense(3)])
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "model",
-        not_models() | {"unbuilt": unbuilt},
+        fuzz.not_models() | {"unbuilt": unbuilt},
         lambda bad: bayesianize(bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "layers",
         {
@@ -353,30 +322,26 @@ def test_bayesianize_invalid_arguments_raise_clear_error(fuzz, original):
         },
         lambda bad: bayesianize(original, layers=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "method",
         {"unknown": "nope", "None": None, "int": 3},
         lambda bad: bayesianize(original, method=bad),
     )
     numbers = {"negative": -1.0, "str": "1", "None": None, "NaN": np.nan, "bool": True}
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "kl_weight",
         numbers,
         lambda bad: bayesianize(original, kl_weight=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "initial_scale",
         numbers | {"0": 0.0},
         lambda bad: bayesianize(original, initial_scale=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "kernel_prior",
         {"str": "normal", "int": 3},
@@ -385,15 +350,13 @@ def test_bayesianize_invalid_arguments_raise_clear_error(fuzz, original):
 
 
 def test_bayesianize_seed_and_layers_raise_clear_error(fuzz, original):
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "seed",
         {"str": "abc", "negative": -1, "float": 2.5},
         lambda bad: bayesianize(original, seed=bad),
     )
-    check_every(
-        fuzz,
+    fuzz.check_every(
         "bayesianize",
         "layers",
         {"int": 3},
