@@ -426,8 +426,7 @@ def input_arrays(data, argument, max_samples, owner):
             f"{owner}: `{argument}` must hold at least one example of shape "
             f"(num_examples, ...); received shape {x.shape}."
         )
-    if not is_real_dtype(x.dtype) or (is_float_dtype(x.dtype) and not np.all(np.isfinite(x))):
-        raise ValueError(f"{owner}: `{argument}` holds NaN, infinite or non-numeric values.")
+    check_finite_inputs(x, argument, owner)
     if y is not None:
         y = y if isinstance(y, np.ndarray) else np.asarray(ops.convert_to_numpy(y))
         if len(y) != len(x):
